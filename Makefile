@@ -1,0 +1,44 @@
+# The only set-up path for mlab. Every target sets up on first use and is quick afterwards.
+#   make run    start (or resume) the course
+#   make test   run the whole test suite
+#   make lint   ruff + mypy on src/mlab
+#   make bench  side-by-side benchmarks against the real thing
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+EXTRAS ?= dev
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mlab-installed
+# pytest workers: one per core, as CI has 2.
+JOBS   ?= auto
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when the project's metadata changes (or EXTRAS does).
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "mlab needs Python 3.11 ($(PYTHON) was not found). Install it or run 'make PYTHON=/path/to/python3.11'."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# torch first, from the CPU wheel: an unpinned torch would fetch a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@echo "$(EXTRAS)" > $(STAMP)
+
+run: setup
+	$(BIN)/mlab start
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(JOBS) -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/mlab
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,34 @@
+"""The one error family of mlab. Each class says what kind of thing went wrong; messages say
+which value, what was expected, and the fix."""
+
+__all__ = [
+    "ConfigError",
+    "CourseError",
+    "MismatchError",
+    "MlabError",
+    "ShapeError",
+]
+
+
+class MlabError(Exception):
+    """Base class of every error mlab raises on purpose."""
+
+
+class ShapeError(MlabError, ValueError):
+    """An input has the wrong shape, e.g. ``x has shape (3, 4) but a square matrix is needed``."""
+
+
+class ConfigError(MlabError, ValueError):
+    """A configuration (day manifest, settings) is malformed or names something missing."""
+
+
+class CourseError(MlabError):
+    """A course command cannot do what was asked (unknown day, missing workspace file, ...)."""
+
+
+class MismatchError(MlabError, AssertionError):
+    """A value differs from what a check or test expected. Raised by ``mlab.testing``.
+
+    It is an ``AssertionError`` so pytest shows it as a failed assertion; the message carries
+    every number needed to understand the difference, so it survives any re-raise.
+    """
