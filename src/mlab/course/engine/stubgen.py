@@ -263,7 +263,7 @@ def workspace_source(day: Day) -> str:
         'if __name__ == "__main__":',
         "    from mlab.course import check",
         "",
-        f'    check("{day.id}", file=__file__)',
+        f'    check("{day.id}", file=globals().get("__file__"))',
         "",
     ]
     return "\n".join(out)

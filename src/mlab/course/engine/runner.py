@@ -1,0 +1,323 @@
+"""The check runner: runs a day's checks on some code in a separate process, with time limits.
+
+Learner code can loop forever, exhaust the stack, call ``exit()`` or crash the interpreter. So
+checks run in a worker process (:mod:`mlab.course.engine.worker`) that the runner watches: a
+check that overruns its exercise's ``timeout`` is reported as ``timeout`` and the worker is
+killed and replaced; a worker that dies is reported as ``error`` with its exit code.
+
+    results = run_checks(get_day("w1d1"), Target.file("workspace/w1d1_tensors.py"))
+
+``run_jobs`` runs many (target, exercise) jobs over several workers; the mutation engine uses
+it to check hundreds of mutants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from mlab.course.engine.manifest import Day
+
+__all__ = ["STATUSES", "Result", "Target", "run_checks", "run_jobs"]
+
+Status = Literal["pass", "fail", "error", "timeout", "not started"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "timeout", "not started")
+
+# Starting a worker: Python and torch imports (slow on a loaded CI machine).
+START_TIMEOUT = 120.0
+# Loading the code under check: the learner's module-level code.
+LOAD_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the checks run on: a learner's file, the reference library, the generated stub,
+    or one mutant of one exercise."""
+
+    kind: Literal["file", "reference", "stub", "mutant"]
+    path: str | None = None
+    exercise: str | None = None
+    source: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def file(cls, path: str | Path) -> Target:
+        return cls("file", path=str(Path(path).resolve()))
+
+    @classmethod
+    def reference(cls) -> Target:
+        return cls("reference")
+
+    @classmethod
+    def stub(cls) -> Target:
+        return cls("stub")
+
+    @classmethod
+    def mutant(cls, exercise: str, source: str, label: str) -> Target:
+        return cls("mutant", exercise=exercise, source=source, label=label)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Result:
+    exercise: str
+    status: Status
+    message: str = ""
+    check: str = ""  # the check that failed
+    seconds: float = 0.0
+    output: str = ""  # what the code printed
+    load_failed: bool = False  # the code could not even be loaded (so no check ran)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass
+class _Worker:
+    """One worker process and a thread that turns its stdout lines into queue items."""
+
+    process: subprocess.Popen[str]
+    lines: queue.Queue[dict[str, Any] | None]
+    stderr: IO[bytes]
+    next_id: int = 0
+    alive: bool = True
+    ready: bool = False
+    _reader: threading.Thread | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls) -> _Worker:
+        stderr = tempfile.TemporaryFile()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        # Learner code runs with one thread: checks are small, and several workers share cores.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlab.course.engine.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            start_new_session=True,  # its own process group: we can kill it and its children
+        )
+        lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        worker = cls(process, lines, stderr)
+        worker._reader = threading.Thread(target=worker._read, daemon=True)
+        worker._reader.start()
+        return worker
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        self.lines.put(None)  # EOF: the process ended
+
+    def stderr_tail(self, n: int = 1500) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read().decode("utf-8", "replace")
+        return text[-n:].strip()
+
+    def kill(self) -> None:
+        self.alive = False
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self.stderr.close()
+
+    def _died(self, exercise: str, during: str) -> Result:
+        code = self.process.wait()
+        tail = self.stderr_tail()
+        if code < 0:
+            why = f"was killed by signal {signal.Signals(-code).name}"
+            if -code == signal.SIGKILL:
+                why += " (out of memory?)"
+        else:
+            why = f"exited with code {code}"
+        message = f"The check process {why} while {during}."
+        if code in (0, 1) and not tail:
+            message += " Does your code call exit() or os._exit()?"
+        if tail:
+            message += "\nLast lines it wrote to stderr:\n" + tail
+        self.kill()
+        return Result(exercise, "error", message)
+
+    def _wait(self, deadline: float) -> dict[str, Any] | None | Literal["timeout"]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        try:
+            return self.lines.get(timeout=remaining)
+        except queue.Empty:
+            return "timeout"
+
+    def run(self, day: Day, target: Target, exercise: str, timeout: float) -> Result:
+        """Run one job. Kills the worker (``alive`` becomes False) on a timeout or crash."""
+        if not self.ready:
+            item = self._wait(time.monotonic() + START_TIMEOUT)
+            if item is None:
+                return self._died(exercise, "starting")
+            if item == "timeout":
+                self.kill()
+                return Result(exercise, "error", f"The check process did not start within "
+                              f"{START_TIMEOUT:.0f} s; is the machine overloaded?")
+            self.ready = True
+        self.next_id += 1
+        job = {"id": self.next_id, "day": day.id, "target": target.to_json(), "exercise": exercise}
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._died(exercise, "starting")
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        phase = "loading the code"
+        check_name = ""
+        while True:
+            item = self._wait(deadline)
+            if item is None:
+                return self._died(exercise, phase)
+            if item == "timeout":
+                self.kill()
+                if phase == "loading the code":
+                    msg = (
+                        f"Loading the file took longer than {LOAD_TIMEOUT:.0f} s, so no check ran. "
+                        "Is there an infinite loop, or a long computation, at the top level of "
+                        "your file (outside any function)? Move it into a function or under "
+                        '`if __name__ == "__main__":`.'
+                    )
+                else:
+                    which = f" (in check `{check_name}`)" if check_name else ""
+                    msg = (
+                        f"{exercise} did not finish within {timeout:g} s{which}, so the check "
+                        "was stopped. Look for an infinite loop (a `while` whose condition never "
+                        "changes) or a Python loop over far more elements than needed."
+                    )
+                loading = phase == "loading the code"
+                return Result(
+                    exercise,
+                    "timeout",
+                    msg,
+                    check=check_name,
+                    seconds=LOAD_TIMEOUT if loading else timeout,
+                    load_failed=loading,
+                )
+            assert isinstance(item, dict)
+            if item.get("id") != self.next_id:
+                continue  # "ready", or a stale line
+            event = item["event"]
+            if event == "begin":
+                phase = f"checking {exercise}"
+                deadline = time.monotonic() + timeout
+            elif event == "check":
+                check_name = item["check"]
+            elif event == "result":
+                return Result(
+                    exercise=exercise,
+                    status=item["status"],
+                    message=item.get("message", ""),
+                    check=item.get("check", ""),
+                    seconds=float(item.get("seconds", 0.0)),
+                    output=item.get("output", ""),
+                )
+
+
+def run_jobs(
+    day: Day,
+    jobs: Iterable[tuple[Target, str]],
+    *,
+    workers: int = 1,
+    timeout_scale: float = 1.0,
+    on_result: Callable[[int, Result], None] | None = None,
+) -> list[Result]:
+    """Run ``(target, exercise)`` jobs on ``workers`` worker processes; results in job order.
+
+    Each exercise's checks get ``exercise.timeout * timeout_scale`` seconds.
+    """
+    job_list = list(jobs)
+    results: list[Result | None] = [None] * len(job_list)
+    todo: queue.Queue[int] = queue.Queue()
+    for i in range(len(job_list)):
+        todo.put(i)
+    lock = threading.Lock()
+    # A target whose loading timed out would time out again for every exercise: remember it.
+    load_timeouts: dict[str, Result] = {}
+
+    def serve() -> None:
+        worker: _Worker | None = None
+        try:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                target, name = job_list[i]
+                key = json.dumps(target.to_json(), sort_keys=True)
+                if key in load_timeouts:
+                    result = replace(load_timeouts[key], exercise=name)
+                else:
+                    if worker is None or not worker.alive:
+                        worker = _Worker.start()
+                    timeout = day.exercise(name).timeout * timeout_scale
+                    result = worker.run(day, target, name, timeout)
+                    if result.load_failed:
+                        load_timeouts[key] = result
+                results[i] = result
+                if on_result is not None:
+                    with lock:
+                        on_result(i, result)
+        finally:
+            if worker is not None:
+                worker.kill()
+
+    n = max(1, min(workers, len(job_list)))
+    threads = [threading.Thread(target=serve, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r if r is not None else Result(job_list[i][1], "error", "not run")
+            for i, r in enumerate(results)]
+
+
+def run_checks(
+    day: Day,
+    target: Target,
+    exercises: Iterable[str] | None = None,
+    *,
+    workers: int = 1,
+    on_result: Callable[[int, Result], None] | None = None,
+) -> list[Result]:
+    """Run the checks of ``exercises`` (default: all of the day's) on ``target``."""
+    names = [ex.name for ex in day.exercises] if exercises is None else list(exercises)
+    for name in names:
+        day.exercise(name)  # unknown names fail here, with suggestions
+    return run_jobs(day, [(target, n) for n in names], workers=workers, on_result=on_result)

@@ -1,0 +1,262 @@
+"""The check worker: a child process that loads the code under check and runs checks on it.
+
+The parent (:mod:`mlab.course.engine.runner`) writes one JSON job per line to our stdin and
+reads our answers, one JSON object per line, from our original stdout. Anything the learner's
+code prints is captured per job instead, and whatever writes straight to file descriptor 1 is
+sent to stderr, so nothing the learner does can corrupt the protocol.
+
+Events we send for a job: ``{"event": "begin"}`` once the target is loaded, ``{"event":
+"check", "check": name}`` before each check, then ``{"event": "result", ...}``. The parent
+times each phase and kills us on an infinite loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import linecache
+import os
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from mlab.course.engine.checks import MissingExercise, Namespace, checks_for
+from mlab.course.engine.manifest import Day, get_day
+from mlab.course.engine.stubgen import workspace_source
+from mlab.errors import MismatchError
+
+__all__ = ["LoadError", "load_target", "main", "run_exercise"]
+
+MAX_OUTPUT = 4000
+
+
+class LoadError(Exception):
+    """The code under check could not be loaded (syntax error, error at import time)."""
+
+
+def _code_frames(tb: types.TracebackType | None, filenames: set[str]) -> list[str]:
+    """Traceback lines for the frames whose file is one of ``filenames`` (the learner's)."""
+    lines = []
+    for frame in traceback.extract_tb(tb):
+        if frame.filename in filenames:
+            code = frame.line or linecache.getline(frame.filename, frame.lineno or 0).strip()
+            where = Path(frame.filename).name if not frame.filename.startswith("<") else frame.filename
+            lines.append(f"  {where}, line {frame.lineno}, in {frame.name}: {code}")
+    return lines
+
+
+def _notes(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    return "\n".join(notes)
+
+
+def _describe_error(exc: BaseException, filenames: set[str]) -> str:
+    head = f"{type(exc).__name__}: {exc}"
+    frames = _code_frames(exc.__traceback__, filenames)
+    parts = [head]
+    if frames:
+        parts.append("raised here in your code:" if len(frames) == 1 else "traceback (your code):")
+        parts.extend(frames[-6:])
+    notes = _notes(exc)
+    if notes:
+        parts.append(notes)
+    return "\n".join(parts)
+
+
+def _exec_module(source: str, filename: str, module_name: str) -> types.ModuleType:
+    try:
+        code = compile(source, filename, "exec")
+    except SyntaxError as err:
+        shown = Path(filename).name if not filename.startswith("<") else filename
+        text = (err.text or "").rstrip("\n")
+        caret = ""
+        if text and err.offset:
+            caret = "\n    " + " " * (err.offset - 1 - (len(text) - len(text.lstrip()))) + "^"
+        raise LoadError(
+            f"{shown}, line {err.lineno}: SyntaxError: {err.msg}\n    {text.strip()}{caret}\n"
+            "Fix this line: until the file parses, no exercise can be checked."
+        ) from None
+    module = types.ModuleType(module_name)
+    module.__file__ = filename
+    sys.modules[module_name] = module
+    # Make the source visible to tracebacks even for generated (not on disk) files.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        exec(code, module.__dict__)
+    except BaseException as exc:  # the learner's module-level code may raise anything
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise LoadError(
+            "Your file raised an error while being imported, before any check ran:\n"
+            + _describe_error(exc, {filename})
+        ) from None
+    return module
+
+
+def _module_namespace(module: types.ModuleType, day: Day, source: str) -> Namespace:
+    values = {ex.name: getattr(module, ex.name) for ex in day.exercises if hasattr(module, ex.name)}
+    return Namespace(values, source=source)
+
+
+def _reference_namespace(day: Day) -> Namespace:
+    return Namespace({ex.name: ex.reference() for ex in day.exercises}, source="the reference")
+
+
+def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
+    """Build the namespace under check and the file names that count as "the code under
+    check" in tracebacks. Raises :class:`LoadError` with a message for the learner."""
+    kind = target["kind"]
+    if kind == "reference":
+        files = {ex.reference().__code__.co_filename for ex in day.exercises
+                 if hasattr(ex.reference(), "__code__")}
+        return _reference_namespace(day), files
+    if kind == "stub":
+        filename = f"<stub of {day.id}>"
+        module = _exec_module(workspace_source(day), filename, f"_mlab_stub_{day.id}")
+        return _module_namespace(module, day, "the generated stub"), {filename}
+    if kind == "file":
+        path = Path(target["path"]).resolve()
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise LoadError(f"Cannot read {path}: {err.strerror}") from None
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        module = _exec_module(source, str(path), f"_mlab_ws_{path.stem}_{digest}")
+        return _module_namespace(module, day, path.name), {str(path)}
+    if kind == "mutant":
+        exercise = day.exercise(target["exercise"])
+        glb = dict(vars(importlib.import_module(exercise.ref_module)))
+        filename = f"<mutant {target['label']}>"
+        source = target["source"]
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), glb)
+        obj = glb[exercise.ref_qualname.rsplit(".", 1)[-1]]
+        return _reference_namespace(day).replace(exercise.name, obj), {filename}
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
+def _reset_global_state() -> None:
+    """Undo global settings a previous exercise may have changed."""
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
+    torch.manual_seed(0)
+
+
+def run_exercise(
+    day: Day,
+    ns: Namespace,
+    exercise_name: str,
+    files: set[str],
+    emit: Any = None,
+) -> dict[str, Any]:
+    """Run every check of one exercise, stopping at the first failure. Returns the result."""
+    exercise = day.exercise(exercise_name)
+    part = day.parts[exercise.part]
+    checks = checks_for(part.checks_module, exercise.name)
+    if not checks:
+        return {"status": "error", "message": f"{exercise.name} has no checks (course bug)"}
+    out = io.StringIO()
+    start = time.perf_counter()
+    status, message, check_name = "pass", "", ""
+    _reset_global_state()
+    with contextlib.redirect_stdout(out):
+        for chk in checks:
+            check_name = chk.name
+            if emit is not None:
+                emit({"event": "check", "check": chk.name})
+            try:
+                chk.fn(ns)
+            except NotImplementedError as exc:
+                status, message = "not started", str(exc) or "not implemented yet"
+                break
+            except MissingExercise as exc:
+                status, message = "error", str(exc)
+                break
+            except MismatchError as exc:
+                status = "fail"
+                message = "\n".join(filter(None, [str(exc), _notes(exc)]))
+                break
+            except AssertionError as exc:
+                tb = traceback.extract_tb(exc.__traceback__)
+                in_code = bool(tb) and tb[-1].filename in files
+                status = "error" if in_code else "fail"
+                message = _describe_error(exc, files) if in_code else (
+                    "\n".join(filter(None, [str(exc) or "assertion failed", _notes(exc)]))
+                )
+                break
+            except RecursionError as exc:
+                status = "error"
+                message = "RecursionError: your code recursed too deeply (a function calling " \
+                          "itself with no base case?)\n" + _describe_error(exc, files)
+                break
+            except (Exception, SystemExit) as exc:
+                status, message = "error", _describe_error(exc, files)
+                break
+    printed = out.getvalue()
+    if len(printed) > MAX_OUTPUT:
+        printed = printed[:MAX_OUTPUT] + f"\n... ({len(printed) - MAX_OUTPUT} more characters)"
+    return {
+        "status": status,
+        "message": message,
+        "check": check_name if status != "pass" else "",
+        "seconds": time.perf_counter() - start,
+        "output": printed,
+    }
+
+
+def main() -> None:
+    """Serve jobs from stdin until it closes."""
+    proto: IO[str] = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # stray writes to fd 1 (C code, os.write) go to stderr, not the protocol
+    sys.stdout = sys.stderr
+
+    def emit(obj: dict[str, Any]) -> None:
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    cache: dict[str, tuple[Namespace, set[str]] | LoadError] = {}
+    emit({"event": "ready"})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        job_id = job["id"]
+
+        def emit_job(obj: dict[str, Any], job_id: int = job_id) -> None:
+            emit({"id": job_id, **obj})
+
+        day = get_day(job["day"])
+        key = json.dumps([job["day"], job["target"]], sort_keys=True)
+        if key not in cache:
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    cache[key] = load_target(day, job["target"])
+            except LoadError as err:
+                cache[key] = err
+            # Mutants are used once: do not keep thousands of namespaces alive.
+            if job["target"]["kind"] == "mutant":
+                loaded = cache.pop(key)
+                cache["__last_mutant__"] = loaded
+                key = "__last_mutant__"
+        loaded = cache[key]
+        if isinstance(loaded, LoadError):
+            emit_job({"event": "result", "status": "error", "message": str(loaded),
+                      "check": "", "seconds": 0.0, "output": ""})
+            continue
+        ns, files = loaded
+        emit_job({"event": "begin"})
+        result = run_exercise(day, ns, job["exercise"], files, emit=emit_job)
+        emit_job({"event": "result", **result})
+
+
+if __name__ == "__main__":
+    main()
