@@ -118,7 +118,9 @@ def start(
     fresh = workspace_source(d)
     if not path.exists():
         path.write_text(fresh, encoding="utf-8")
-        console.print(f"Wrote [bold]{path}[/bold]: {len(d.exercises)} exercises for {d.id} {d.title}.")
+        console.print(
+            f"Wrote [bold]{path}[/bold]: {len(d.exercises)} exercises for {d.id} {d.title}."
+        )
     elif new:
         n = 1
         while (beside := path.with_name(f"{path.stem}.new{'' if n == 1 else n}.py")).exists():

@@ -237,7 +237,11 @@ def _compare_tensors(
     first = int(flat_bad[0, 0])
     a_flat, e_flat = a64.reshape(-1), e64.reshape(-1)
     diff = (a_flat - e_flat).abs()
-    finite = torch.isfinite(diff) if diff.is_floating_point() else torch.ones_like(diff, dtype=bool)
+    finite = (
+        torch.isfinite(diff)
+        if diff.is_floating_point()
+        else torch.ones_like(diff, dtype=torch.bool)
+    )
     lines = [
         f"{n_bad} of {e.numel()} values differ"
         + ("." if exact else f" (rtol={rtol_:.2g}, atol={atol_:.2g})."),
@@ -316,7 +320,11 @@ def assert_close(
         )
         return
     kwargs: dict[str, Any] = dict(
-        rtol=rtol, atol=atol, equal_nan=equal_nan, check_dtype=check_dtype, check_device=check_device
+        rtol=rtol,
+        atol=atol,
+        equal_nan=equal_nan,
+        check_dtype=check_dtype,
+        check_device=check_device,
     )
     if isinstance(expected, Mapping):
         if not isinstance(actual, Mapping):
@@ -329,7 +337,7 @@ def assert_close(
             assert_close(actual[key], expected[key], what=f"{what}[{key!r}]", **kwargs)
         return
     if isinstance(expected, (tuple, list)):
-        if not isinstance(actual, (tuple, list)) or isinstance(actual, str):
+        if not isinstance(actual, (tuple, list)):
             raise _fail(
                 what,
                 f"expected a {type(expected).__name__} of {len(expected)} items, "
@@ -453,7 +461,9 @@ def assert_raises(
     except exc as err:
         if match is not None and match not in str(err):
             raise _fail(
-                what, f"raised {type(err).__name__}({str(err)!r}), but its message should mention {match!r}"
+                what,
+                f"raised {type(err).__name__}({str(err)!r}), "
+                f"but its message should mention {match!r}",
             ) from err
         return err
     names = exc.__name__ if isinstance(exc, type) else " or ".join(e.__name__ for e in exc)

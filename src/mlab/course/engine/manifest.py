@@ -137,9 +137,7 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed are {sorted(allowed)}")
 
 
-def _load_exercise(
-    raw: dict[str, Any], part_index: int, day_id: str, where: str
-) -> Exercise:
+def _load_exercise(raw: dict[str, Any], part_index: int, day_id: str, where: str) -> Exercise:
     _check_keys(raw, _EXERCISE_KEYS, where)
     name = _require(raw, "name", str, where)
     where = f"{where} ({name})"

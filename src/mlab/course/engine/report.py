@@ -107,12 +107,18 @@ def _diagnostic(day: Day, r: Result) -> Panel:
 def print_results(day: Day, results: list[Result], console: Console, title: str) -> None:
     # A file that does not load fails every exercise with the same message: say it once.
     first = results[0] if results else None
-    if first is not None and len(results) > 1 and all(
-        r.status in ("error", "timeout") and r.message == first.message for r in results
+    if (
+        first is not None
+        and len(results) > 1
+        and all(r.status in ("error", "timeout") and r.message == first.message for r in results)
     ):
         console.print(
-            Panel(escape(results[0].message), title="your file could not be loaded",
-                  title_align="left", border_style="bold red")
+            Panel(
+                escape(results[0].message),
+                title="your file could not be loaded",
+                title_align="left",
+                border_style="bold red",
+            )
         )
         return
     console.print(results_table(day, results, title))
@@ -170,8 +176,7 @@ def check_and_report(
             "day": day.id,
             "file": str(path) if path else "reference",
             "exercises": [
-                {"name": r.exercise, "status": r.status, "message": r.message}
-                for r in results
+                {"name": r.exercise, "status": r.status, "message": r.message} for r in results
             ],
         }
         print(json.dumps(payload, indent=2))

@@ -13,6 +13,7 @@ it to check hundreds of mutants.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -100,7 +101,7 @@ class _Worker:
 
     @classmethod
     def start(cls) -> _Worker:
-        stderr = tempfile.TemporaryFile()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in kill())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         # Learner code runs with one thread: checks are small, and several workers share cores.
         env.setdefault("OMP_NUM_THREADS", "1")
@@ -137,20 +138,14 @@ class _Worker:
     def kill(self) -> None:
         self.alive = False
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         self.stderr.close()
 
     def _died(self, exercise: str, during: str) -> Result:
@@ -170,7 +165,7 @@ class _Worker:
         self.kill()
         return Result(exercise, "error", message)
 
-    def _wait(self, deadline: float) -> dict[str, Any] | None | Literal["timeout"]:
+    def _wait(self, deadline: float) -> dict[str, Any] | Literal["timeout"] | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timeout"
@@ -187,8 +182,12 @@ class _Worker:
                 return self._died(exercise, "starting")
             if item == "timeout":
                 self.kill()
-                return Result(exercise, "error", f"The check process did not start within "
-                              f"{START_TIMEOUT:.0f} s; is the machine overloaded?")
+                return Result(
+                    exercise,
+                    "error",
+                    f"The check process did not start within "
+                    f"{START_TIMEOUT:.0f} s; is the machine overloaded?",
+                )
             self.ready = True
         self.next_id += 1
         job = {"id": self.next_id, "day": day.id, "target": target.to_json(), "exercise": exercise}
@@ -304,8 +303,10 @@ def run_jobs(
         t.start()
     for t in threads:
         t.join()
-    return [r if r is not None else Result(job_list[i][1], "error", "not run")
-            for i, r in enumerate(results)]
+    return [
+        r if r is not None else Result(job_list[i][1], "error", "not run")
+        for i, r in enumerate(results)
+    ]
 
 
 def run_checks(

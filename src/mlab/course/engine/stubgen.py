@@ -63,7 +63,7 @@ def _find_node(
         )
         if node is None:
             raise LookupError(f"{qualname}: no definition of {part!r} found in the module source")
-        body = node.body  # type: ignore[union-attr]
+        body = node.body
     assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
     return node
 
@@ -98,7 +98,9 @@ def _docstring_node(body: list[ast.stmt]) -> ast.Expr | None:
     return None
 
 
-def _stub_function(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
+def _stub_function(
+    lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef, name: str
+) -> list[str]:
     """Signature and docstring lines of ``node`` followed by a ``raise NotImplementedError``."""
     doc = _docstring_node(node.body)
     body_start = node.body[0].lineno  # first statement (the docstring, if any)

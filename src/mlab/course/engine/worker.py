@@ -48,7 +48,9 @@ def _code_frames(tb: types.TracebackType | None, filenames: set[str]) -> list[st
     for frame in traceback.extract_tb(tb):
         if frame.filename in filenames:
             code = frame.line or linecache.getline(frame.filename, frame.lineno or 0).strip()
-            where = Path(frame.filename).name if not frame.filename.startswith("<") else frame.filename
+            where = (
+                Path(frame.filename).name if not frame.filename.startswith("<") else frame.filename
+            )
             lines.append(f"  {where}, line {frame.lineno}, in {frame.name}: {code}")
     return lines
 
@@ -115,8 +117,11 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
     check" in tracebacks. Raises :class:`LoadError` with a message for the learner."""
     kind = target["kind"]
     if kind == "reference":
-        files = {ex.reference().__code__.co_filename for ex in day.exercises
-                 if hasattr(ex.reference(), "__code__")}
+        files = {
+            ex.reference().__code__.co_filename
+            for ex in day.exercises
+            if hasattr(ex.reference(), "__code__")
+        }
         return _reference_namespace(day), files
     if kind == "stub":
         filename = f"<stub of {day.id}>"
@@ -188,14 +193,18 @@ def run_exercise(
                 tb = traceback.extract_tb(exc.__traceback__)
                 in_code = bool(tb) and tb[-1].filename in files
                 status = "error" if in_code else "fail"
-                message = _describe_error(exc, files) if in_code else (
-                    "\n".join(filter(None, [str(exc) or "assertion failed", _notes(exc)]))
+                message = (
+                    _describe_error(exc, files)
+                    if in_code
+                    else ("\n".join(filter(None, [str(exc) or "assertion failed", _notes(exc)])))
                 )
                 break
             except RecursionError as exc:
                 status = "error"
-                message = "RecursionError: your code recursed too deeply (a function calling " \
-                          "itself with no base case?)\n" + _describe_error(exc, files)
+                message = (
+                    "RecursionError: your code recursed too deeply (a function calling "
+                    "itself with no base case?)\n" + _describe_error(exc, files)
+                )
                 break
             except (Exception, SystemExit) as exc:
                 status, message = "error", _describe_error(exc, files)
@@ -249,8 +258,16 @@ def main() -> None:
                 key = "__last_mutant__"
         loaded = cache[key]
         if isinstance(loaded, LoadError):
-            emit_job({"event": "result", "status": "error", "message": str(loaded),
-                      "check": "", "seconds": 0.0, "output": ""})
+            emit_job(
+                {
+                    "event": "result",
+                    "status": "error",
+                    "message": str(loaded),
+                    "check": "",
+                    "seconds": 0.0,
+                    "output": "",
+                }
+            )
             continue
         ns, files = loaded
         emit_job({"event": "begin"})
