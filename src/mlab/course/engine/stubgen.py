@@ -140,11 +140,11 @@ def stub_for(src: ExerciseSource) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _imports_of(module_name: str) -> list[str]:
-    """Top-level imports of a module, made absolute, as source lines."""
+def _imports_of(module_name: str) -> list[ast.Import | ast.ImportFrom]:
+    """Top-level imports of a module, relative ones made absolute (``__future__`` dropped)."""
     text, _ = _module_text(module_name)
     package = module_name.rsplit(".", 1)[0]
-    found = []
+    found: list[ast.Import | ast.ImportFrom] = []
     for node in ast.parse(text).body:
         if isinstance(node, ast.ImportFrom):
             if node.module == "__future__":
@@ -157,9 +157,9 @@ def _imports_of(module_name: str) -> list[str]:
                     names=node.names,
                     level=0,
                 )
-            found.append(ast.unparse(node))
+            found.append(node)
         elif isinstance(node, ast.Import):
-            found.append(ast.unparse(node))
+            found.append(node)
     return found
 
 
@@ -194,30 +194,26 @@ def workspace_source(day: Day) -> str:
     sources = [exercise_source(ex) for ex in day.exercises]
     names = {ex.name for ex in day.exercises}
 
-    imports: list[str] = []
+    plain: dict[str, None] = {}  # "import x as y" lines, ordered, deduplicated
+    from_names: dict[str, dict[str, None]] = {}  # module -> "name" / "name as alias"
     for module in dict.fromkeys(ex.ref_module for ex in day.exercises):
-        for line in _imports_of(module):
-            if line not in imports:
-                imports.append(line)
-    helpers: dict[str, list[str]] = {}
+        for node in _imports_of(module):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    plain[ast.unparse(ast.Import(names=[alias]))] = None
+                continue
+            assert node.module is not None
+            for alias in node.names:
+                # An exercise of this day is the learner's to write: never import it.
+                if (alias.asname or alias.name) not in names:
+                    from_names.setdefault(node.module, {})[ast.unparse(alias)] = None
     for src in sources:
         for module, name in _helpers_used(src, names):
-            if name not in helpers.setdefault(module, []):
-                helpers[module].append(name)
-    # An import of another exercise would shadow nothing (the learner's definition comes
-    # later) but would mislead; drop names that are exercises of this day.
-    cleaned = []
-    for line in imports:
-        node = ast.parse(line).body[0]
-        if isinstance(node, ast.ImportFrom):
-            kept = [a for a in node.names if (a.asname or a.name) not in names]
-            if not kept:
-                continue
-            node.names = kept
-            line = ast.unparse(node)
-        cleaned.append(line)
-    for module, helper_names in helpers.items():
-        cleaned.append(f"from {module} import {', '.join(helper_names)}")
+            from_names.setdefault(module, {})[name] = None
+    imports = sorted(plain)
+    for module in sorted(from_names, key=lambda m: (m.startswith("mlab"), m)):
+        if from_names[module]:
+            imports.append(f"from {module} import {', '.join(from_names[module])}")
 
     out = [
         "# %% [markdown]",
@@ -233,7 +229,7 @@ def workspace_source(day: Day) -> str:
         "# %%",
         "from __future__ import annotations",
         "",
-        *cleaned,
+        *imports,
         "",
     ]
     number = 0

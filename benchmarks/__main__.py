@@ -1,0 +1,19 @@
+"""Run every benchmark: ``python -m benchmarks`` (``make bench``)."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks import bench_w1d1_vectorised
+
+BENCHMARKS = [bench_w1d1_vectorised]
+
+
+def main() -> None:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for bench in BENCHMARKS:
+        bench.main()
+
+
+if __name__ == "__main__":
+    main()
