@@ -251,12 +251,17 @@ def mutants(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """(For course authors.) Mutate the reference and report which mutants the checks kill."""
-    from mlab.course.engine.mutate import mutation_report, print_mutation_report
+    from mlab.course.engine.mutation_report import (
+        MIN_SCORE,
+        mutation_report,
+        print_mutation_report,
+    )
 
     d = get_day(day)
     names = [d.exercise(exercise).name] if exercise else None
     report = mutation_report(d, names, workers=workers)
     print_mutation_report(report, console)
+    raise typer.Exit(0 if report.score >= MIN_SCORE and not report.problems else 1)
 
 
 def main() -> None:

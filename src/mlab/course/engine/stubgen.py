@@ -143,7 +143,8 @@ def stub_for(src: ExerciseSource) -> str:
 def _imports_of(module_name: str) -> list[ast.Import | ast.ImportFrom]:
     """Top-level imports of a module, relative ones made absolute (``__future__`` dropped)."""
     text, _ = _module_text(module_name)
-    package = module_name.rsplit(".", 1)[0]
+    # the package relative imports start from: the module's own name when it is a package
+    package = importlib.import_module(module_name).__package__ or ""
     found: list[ast.Import | ast.ImportFrom] = []
     for node in ast.parse(text).body:
         if isinstance(node, ast.ImportFrom):

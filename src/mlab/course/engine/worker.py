@@ -134,6 +134,9 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
         except OSError as err:
             raise LoadError(f"Cannot read {path}: {err.strerror}") from None
         digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        # Like `python file.py`: modules beside the learner's file are importable.
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         module = _exec_module(source, str(path), f"_mlab_ws_{path.stem}_{digest}")
         return _module_namespace(module, day, path.name), {str(path)}
     if kind == "mutant":

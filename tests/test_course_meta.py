@@ -1,0 +1,107 @@
+"""Meta-tests of the course: for every day, its checks are proven able to tell right from wrong.
+
+- the manifests load, every exercise has a check, and its reference source can be found;
+- every check passes on the reference and none on the generated stub ("not started");
+- the checks kill at least ``MIN_SCORE`` (85%) of the mutants of the reference (slow);
+- the day's ``equivalent_mutants.toml`` names only mutants that exist, each with a reason.
+
+Days are found with ``manifest.all_days()``, so a new day is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from rich.console import Console
+
+from mlab.course.engine.checks import checks_for
+from mlab.course.engine.manifest import Day, all_days
+from mlab.course.engine.mutate import mutants_of
+from mlab.course.engine.mutation_report import (
+    ALLOWLIST_FILE,
+    MIN_SCORE,
+    load_allowlist,
+    mutation_report,
+    print_mutation_report,
+)
+from mlab.course.engine.runner import Result, Target, run_checks
+from mlab.course.engine.stubgen import exercise_source
+
+DAYS = all_days()
+
+
+def _workers() -> int:
+    """Check processes per test: the cores, shared among pytest-xdist's workers (if any)."""
+    sharing = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // sharing))
+
+
+def _failures(results: list[Result], want: str) -> str:
+    return "\n\n".join(
+        f"{r.exercise}: {r.status} (wanted {want!r}) in check {r.check or '-'}\n{r.message}"
+        for r in results
+        if r.status != want
+    )
+
+
+day_param = pytest.mark.parametrize("day", DAYS, ids=[d.id for d in DAYS])
+
+
+def test_there_are_days() -> None:
+    assert DAYS, "no day manifests found under src/mlab/course/"
+
+
+@day_param
+def test_every_exercise_has_checks_and_a_reference_source(day: Day) -> None:
+    assert day.exercises, f"{day.id} has no exercises"
+    for part in day.parts:
+        for ex in part.exercises:
+            assert checks_for(part.checks_module, ex.name), (
+                f'{ex.name} has no @check("{ex.name}") in {part.checks_module}'
+            )
+            assert ex.reference() is not None
+            assert exercise_source(ex).source.strip()
+
+
+@day_param
+def test_checks_pass_on_the_reference(day: Day) -> None:
+    results = run_checks(day, Target.reference(), workers=_workers())
+    assert all(r.status == "pass" for r in results), _failures(results, "pass")
+
+
+@day_param
+def test_checks_fail_on_the_stub(day: Day) -> None:
+    results = run_checks(day, Target.stub(), workers=_workers())
+    assert all(r.status == "not started" for r in results), _failures(results, "not started")
+
+
+@day_param
+def test_allowlisted_equivalent_mutants_exist(day: Day) -> None:
+    allowlist = load_allowlist(day)  # raises on an entry without a reason
+    ids = {m.id for ex in day.exercises for m in mutants_of(ex)}
+    stale = sorted(set(allowlist) - ids)
+    assert not stale, (
+        f"{day.directory.name}/{ALLOWLIST_FILE} lists mutants that no longer exist (the code "
+        f"changed): {stale}. Delete them; `mlab mutants {day.id}` shows the current survivors."
+    )
+
+
+@pytest.mark.slow
+@day_param
+def test_checks_kill_the_mutants(day: Day) -> None:
+    report = mutation_report(day, workers=_workers())
+    console = Console(file=io.StringIO(), record=True, width=140)
+    print_mutation_report(report, console)
+    text = console.export_text()
+    print(text)  # per-exercise scores: shown on failure, or always with `pytest -s`
+    assert not report.problems, "\n".join(report.problems)
+    assert report.score >= MIN_SCORE, (
+        f"{day.id}: the checks kill {report.killed} of {report.counted} mutants "
+        f"({report.score:.0%}, need {MIN_SCORE:.0%}).\n\n{text}\n"
+        "Add checks (edge cases, values not only shapes) that fail on these mutants. Only if a "
+        f"mutant is truly equivalent (no input can tell it apart), add it to "
+        f"src/mlab/course/{day.directory.name}/{ALLOWLIST_FILE}:\n"
+        '  [[equivalent]]\n  id = "<its id>"\n  reason = "one line: why no input tells them apart"'
+    )

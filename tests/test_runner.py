@@ -1,0 +1,324 @@
+"""The check runner: learner files that pass, fail, crash, loop or exit are each reported with a
+useful status and message, in an isolated worker process that is never hung on."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import mlab.course.engine.runner as runner
+from mlab.course.engine.manifest import get_day
+from mlab.course.engine.runner import Result, Target, run_checks, run_jobs
+
+DAY = get_day("w1d1")
+EX = "contiguous_strides"  # its reference is torch.empty(shape).stride()
+assert DAY.exercises[0].name == EX
+
+FRAMEWORK = ("worker.py", "runner.py", "checks_strides.py", "mlab/testing.py", "<frozen")
+
+LEARNER_FILES = {
+    "good": """
+        import math
+
+
+        def contiguous_strides(shape):
+            sizes = [max(s, 1) for s in shape]
+            return tuple(math.prod(sizes[i + 1 :]) for i in range(len(sizes)))
+    """,
+    "wrong": """
+        def contiguous_strides(shape):
+            return tuple(1 for _ in shape)  # every stride 1: wrong from 2 dims on
+    """,
+    "raises": """
+        def _size_of(shape, i):
+            return shape[i + 1] * _size_of(shape, i + 1)  # walks off the end: IndexError
+
+
+        def contiguous_strides(shape):
+            return tuple(_size_of(shape, i) for i in range(len(shape)))
+    """,
+    "syntax": """
+        def contiguous_strides(shape):
+            strides = []
+            for size in reversed(shape)
+                strides.append(size)
+            return tuple(strides)
+    """,
+    "import_error": """
+        import torch
+
+        TABLE = torch.zeros(3)[5]  # fails at import time
+
+
+        def contiguous_strides(shape):
+            return ()
+    """,
+    "sys_exit": """
+        import sys
+
+
+        def contiguous_strides(shape):
+            sys.exit()
+    """,
+    "printer": """
+        import os
+        import sys
+
+        import torch
+
+
+        def contiguous_strides(shape):
+            print("hello from the learner", shape)
+            os.write(1, b"not json: straight to fd 1\\n")
+            sys.__stdout__.write("{also not the protocol}\\n")
+            return torch.empty(shape).stride()
+    """,
+    "asserts": """
+        def contiguous_strides(shape):
+            assert False, "my own sanity check"
+    """,
+    "missing": """
+        def contiguous_stride(shape):  # misspelled
+            return ()
+    """,
+    "leaks_state": """
+        import torch
+
+
+        def contiguous_strides(shape):
+            torch.set_default_dtype(torch.float64)
+            torch.set_grad_enabled(False)
+            return torch.empty(shape).stride()
+    """,
+    "needs_defaults": """
+        import torch
+
+
+        def contiguous_strides(shape):
+            if torch.get_default_dtype() != torch.float32 or not torch.is_grad_enabled():
+                return (-1,) * len(shape)  # wrong whenever global state leaked in
+            return torch.empty(shape).stride()
+    """,
+    "loops": """
+        def contiguous_strides(shape):
+            while True:
+                pass
+    """,
+    "exits_3": """
+        import os
+
+
+        def contiguous_strides(shape):
+            os._exit(3)
+    """,
+    "top_level_loop": """
+        while True:
+            pass
+
+
+        def contiguous_strides(shape):
+            return ()
+    """,
+}
+
+# Jobs one worker serves in turn without dying, in this order.
+BATCH = [
+    "good",
+    "wrong",
+    "raises",
+    "syntax",
+    "import_error",
+    "sys_exit",
+    "printer",
+    "asserts",
+    "missing",
+    "leaks_state",
+    "needs_defaults",
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("learners")
+    paths = {}
+    for name, source in LEARNER_FILES.items():
+        path = root / f"{name}.py"
+        path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture(scope="module")
+def batch(files: dict[str, Path]) -> dict[str, Result]:
+    results = run_jobs(DAY, [(Target.file(files[name]), EX) for name in BATCH])
+    return dict(zip(BATCH, results, strict=True))
+
+
+def line_of(path: Path, text: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, start=1) if text in line)
+
+
+def assert_no_framework_frames(message: str) -> None:
+    for name in FRAMEWORK:
+        assert name not in message, f"{name} in:\n{message}"
+
+
+def test_a_correct_file_passes(batch: dict[str, Result]) -> None:
+    r = batch["good"]
+    assert (r.exercise, r.status, r.message, r.check) == (EX, "pass", "", "")
+    assert r.passed and 0 < r.seconds < 5
+
+
+def test_a_wrong_answer_fails_with_expected_got_and_the_input(batch: dict[str, Result]) -> None:
+    r = batch["wrong"]
+    assert r.status == "fail" and not r.passed
+    assert r.check  # the name of the check that failed
+    assert "expected" in r.message and "got 1" in r.message
+    assert "while checking:" in r.message and "shape" in r.message
+    assert_no_framework_frames(r.message)
+
+
+def test_an_exception_names_the_learners_file_line_and_code(
+    batch: dict[str, Result], files: dict[str, Path]
+) -> None:
+    r = batch["raises"]
+    assert r.status == "error"
+    assert r.message.startswith("IndexError: tuple index out of range")
+    path = files["raises"]
+    inner = line_of(path, "return shape[i + 1]")
+    outer = line_of(path, "return tuple(_size_of")
+    assert f"raises.py, line {inner}, in _size_of: return shape[i + 1] * _size_of" in r.message
+    assert f"raises.py, line {outer}, in contiguous_strides" in r.message
+    assert "while checking:" in r.message  # the input that triggered it
+    assert_no_framework_frames(r.message)
+
+
+def test_a_syntax_error_names_the_line(batch: dict[str, Result], files: dict[str, Path]) -> None:
+    r = batch["syntax"]
+    assert r.status == "error"
+    line = line_of(files["syntax"], "for size in reversed(shape)")
+    assert f"syntax.py, line {line}: SyntaxError" in r.message
+    assert "for size in reversed(shape)" in r.message
+    assert "until the file parses, no exercise can be checked" in r.message
+
+
+def test_an_error_at_import_time(batch: dict[str, Result], files: dict[str, Path]) -> None:
+    r = batch["import_error"]
+    assert r.status == "error"
+    assert "raised an error while being imported" in r.message
+    assert "IndexError" in r.message
+    line = line_of(files["import_error"], "TABLE =")
+    assert f"import_error.py, line {line}, in <module>: TABLE = torch.zeros(3)[5]" in r.message
+    assert_no_framework_frames(r.message)
+
+
+def test_sys_exit_is_an_error_not_the_end(batch: dict[str, Result]) -> None:
+    r = batch["sys_exit"]
+    assert r.status == "error"
+    assert "SystemExit" in r.message and "sys_exit.py, line" in r.message
+    # the worker survived it: the next job ran in the same process and passed
+    assert batch["printer"].status == "pass"
+
+
+def test_printed_output_is_captured_and_cannot_corrupt_the_protocol(
+    batch: dict[str, Result],
+) -> None:
+    r = batch["printer"]
+    assert r.status == "pass", r.message
+    assert "hello from the learner ()" in r.output
+    assert "hello from the learner (2, 3)" in r.output
+    assert "not json" not in r.output  # fd 1 writes go to stderr, away from the protocol
+
+
+def test_a_learners_own_assert_is_an_error_not_a_failed_check(batch: dict[str, Result]) -> None:
+    r = batch["asserts"]
+    assert r.status == "error"
+    assert "AssertionError: my own sanity check" in r.message
+    assert "asserts.py, line 2, in contiguous_strides" in r.message
+
+
+def test_a_missing_function_is_named(batch: dict[str, Result]) -> None:
+    r = batch["missing"]
+    assert r.status == "error"
+    assert "missing.py does not define 'contiguous_strides'" in r.message
+    assert "--new" in r.message
+
+
+def test_global_torch_state_does_not_leak_between_exercises(batch: dict[str, Result]) -> None:
+    assert batch["leaks_state"].status == "pass"
+    # same worker, next job: default dtype and grad mode are back to their defaults
+    r = batch["needs_defaults"]
+    assert r.status == "pass", r.message
+
+
+def test_an_infinite_loop_times_out_and_the_next_job_still_runs(files: dict[str, Path]) -> None:
+    start = time.monotonic()
+    looped, after = run_jobs(
+        DAY,
+        [(Target.file(files["loops"]), EX), (Target.file(files["good"]), EX)],
+        timeout_scale=0.2,
+    )
+    elapsed = time.monotonic() - start
+    limit = DAY.exercise(EX).timeout * 0.2
+    assert looped.status == "timeout"
+    assert f"{EX} did not finish within {limit:g} s" in looped.message
+    assert "infinite loop" in looped.message
+    assert looped.seconds == limit and looped.check
+    assert after.status == "pass"  # a fresh worker replaced the killed one
+    assert elapsed < 60
+
+
+def test_a_top_level_loop_times_out_every_exercise_once(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "LOAD_TIMEOUT", 3.0)
+    target = Target.file(files["top_level_loop"])
+    start = time.monotonic()
+    results = run_jobs(DAY, [(target, ex.name) for ex in DAY.exercises])
+    elapsed = time.monotonic() - start
+    assert [r.exercise for r in results] == [ex.name for ex in DAY.exercises]
+    assert {r.status for r in results} == {"timeout"}
+    assert all(r.load_failed for r in results)
+    assert "Loading the file took longer than 3 s" in results[-1].message
+    assert "top level of your file" in results[-1].message
+    assert elapsed < 45  # one load timeout, not one per exercise
+
+
+def test_os_exit_is_reported_with_its_exit_code(files: dict[str, Path]) -> None:
+    exited, after = run_jobs(
+        DAY, [(Target.file(files["exits_3"]), EX), (Target.file(files["good"]), EX)]
+    )
+    assert exited.status == "error"
+    assert f"The check process exited with code 3 while checking {EX}" in exited.message
+    assert after.status == "pass"
+
+
+def test_reference_passes_and_stub_is_not_started_in_job_order() -> None:
+    names = [ex.name for ex in DAY.exercises]
+    jobs = [(Target.reference(), n) for n in names] + [(Target.stub(), n) for n in names]
+    seen: list[int] = []
+    results = run_jobs(DAY, jobs, workers=2, on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == list(range(len(jobs)))
+    assert [r.exercise for r in results] == names + names
+    failing = {r.exercise: r.message for r in results[: len(names)] if not r.passed}
+    assert not failing, failing
+    stub = results[len(names) :]
+    assert {r.status for r in stub} == {"not started"}, [r for r in stub if r.status != "not started"]
+    assert all(f"{r.exercise}: not started" in r.message for r in stub)
+
+
+def test_run_checks_rejects_unknown_exercises_before_starting() -> None:
+    with pytest.raises(Exception, match="has no exercise 'contiguous_stride'"):
+        run_checks(DAY, Target.reference(), ["contiguous_stride"])
+
+
+def test_targets_serialise_without_empty_fields(tmp_path: Path) -> None:
+    assert Target.reference().to_json() == {"kind": "reference"}
+    assert Target.file(tmp_path / "x.py").to_json() == {
+        "kind": "file",
+        "path": str((tmp_path / "x.py").resolve()),
+    }

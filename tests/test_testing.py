@@ -1,0 +1,467 @@
+"""mlab.testing: every helper raises on a difference, and its message says what and where."""
+
+from __future__ import annotations
+
+import math
+import sys
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlab.errors import MismatchError
+from mlab.testing import (
+    assert_close,
+    assert_equal,
+    assert_no_python_loop,
+    assert_not_shares_storage,
+    assert_raises,
+    assert_shape,
+    assert_shares_storage,
+    case,
+    describe,
+    expect,
+    python_lines_run,
+)
+
+
+def mismatch(actual, expected, **kwargs) -> MismatchError:
+    """The error assert_close raises; fails the test if it raises nothing."""
+    with pytest.raises(MismatchError) as info:
+        assert_close(actual, expected, **kwargs)
+    return info.value
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes, dtypes, devices
+
+
+def test_shape_mismatch_names_both_shapes_and_hints_a_reshape() -> None:
+    err = mismatch(torch.zeros(3, 2), torch.zeros(2, 3))
+    assert "shape (3, 2) but expected (2, 3)" in str(err)
+    assert "same number of elements" in str(err)
+    assert err.details == {"actual_shape": (3, 2), "expected_shape": (2, 3)}
+
+
+def test_shape_mismatch_hints_keepdim_and_squeeze() -> None:
+    extra = mismatch(torch.zeros(3, 1, 4), torch.zeros(3, 5))
+    assert "an extra size-1 dimension" in str(extra)
+    missing = mismatch(torch.zeros(3, 5), torch.zeros(3, 1, 4))
+    assert "a size-1 dimension is missing" in str(missing)
+    plain = mismatch(torch.zeros(3), torch.zeros(4))
+    assert "shape (3,) but expected (4,)" in str(plain)
+    assert "same number" not in str(plain)
+
+
+def test_dtype_mismatch_is_named_and_can_be_switched_off() -> None:
+    err = mismatch(torch.zeros(2, dtype=torch.float64), torch.zeros(2))
+    assert "dtype torch.float64 but expected torch.float32" in str(err)
+    assert err.details["actual_dtype"] == "torch.float64"
+    assert_close(torch.zeros(2, dtype=torch.float64), torch.zeros(2), check_dtype=False)
+
+
+def test_device_mismatch_is_named_without_a_gpu() -> None:
+    # The meta device needs no accelerator but is a different device all the same.
+    err = mismatch(torch.empty(2, device="meta"), torch.zeros(2))
+    assert "on device meta but expected cpu" in str(err)
+
+
+def test_a_non_tensor_where_a_tensor_is_expected() -> None:
+    err = mismatch([1.0, 2.0], torch.tensor([1.0, 2.0]))
+    assert "expected a tensor like Tensor(shape=(2,)" in str(err)
+    assert "got list" in str(err)
+
+
+def test_numpy_arrays_compare_like_tensors() -> None:
+    assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    err = mismatch(np.array([1.0, 2.0]), np.array([1.0, 3.0]))
+    assert "index [1]: expected 3, got 2" in str(err)
+
+
+# ----------------------------------------------------------------------------------------------
+# Values
+
+
+def test_first_mismatch_index_expected_got_and_errors() -> None:
+    expected = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    actual = expected.clone()
+    actual[1, 2] = 100.0
+    actual[2, 3] = 10.5
+    err = mismatch(actual, expected)
+    text = str(err)
+    assert text.startswith("output: 2 of 12 values differ (rtol=1.3e-06, atol=1e-05).")
+    assert "first mismatch at index [1, 2]: expected 6, got 100" in text
+    assert "max abs error 94 at index [1, 2]" in text
+    assert "max rel error 15.7" in text
+    assert "along dim 0, only these indices differ: 1, 2" in text
+    assert err.details["n_mismatched"] == 2
+    assert err.details["first_index"] == "[1, 2]"
+    assert err.details["expected_value"] == 6.0
+    assert err.details["actual_value"] == 100.0
+    assert err.details["max_abs_error"] == pytest.approx(94.0)
+    assert err.details["max_rel_error"] == pytest.approx(94.0 / 6.0)
+
+
+def test_scalar_tensor_mismatch_index_is_empty_tuple() -> None:
+    err = mismatch(torch.tensor(1.0), torch.tensor(2.0))
+    assert "first mismatch at index (): expected 2, got 1" in str(err)
+
+
+def test_within_tolerance_passes_and_tolerances_can_be_given() -> None:
+    x = torch.linspace(-3, 3, 50)
+    assert_close(x * (1 + 1e-7), x)
+    with pytest.raises(MismatchError):
+        assert_close(x + 1e-3, x)
+    assert_close(x + 1e-3, x, atol=2e-3)
+    err = mismatch(x + 1e-3, x, atol=1e-4, rtol=0.0)
+    assert "(rtol=0, atol=0.0001)" in str(err)
+
+
+def test_nan_and_inf_are_reported() -> None:
+    expected = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    actual = torch.tensor([1.0, float("nan"), float("inf"), 4.0])
+    err = mismatch(actual, expected)
+    text = str(err)
+    assert "2 of 4 values differ" in text
+    assert "first mismatch at index [1]: expected 2, got nan" in text
+    assert "non-finite values: got 1 NaN, 1 inf; expected none" in text
+
+
+def test_nan_equals_nan_only_when_asked() -> None:
+    x = torch.tensor([1.0, float("nan")])
+    err = mismatch(x, x.clone())
+    assert "non-finite values: got 1 NaN; expected 1 NaN" in str(err)
+    assert_close(x, x.clone(), equal_nan=True)
+
+
+def test_integers_compare_exactly_floats_with_tolerance() -> None:
+    big = torch.tensor([10**9, 5])
+    err = mismatch(big + torch.tensor([1, 0]), big)
+    assert "1 of 2 values differ." in str(err)
+    assert "rtol" not in str(err)  # no tolerance for integers
+    assert "expected 1000000000, got 1000000001" in str(err)
+    # the same relative difference in floats is within tolerance
+    f = torch.tensor([1e9, 5.0], dtype=torch.float64)
+    assert_close(f + torch.tensor([1.0, 0.0], dtype=torch.float64), f, rtol=1e-7)
+    # Python numbers: ints exactly, floats with tolerance
+    assert_close(3, 3)
+    assert "expected 3, got 4" in str(mismatch(4, 3))
+    assert "(float)" in str(mismatch(3.0, 3))
+    assert_close(1.0 + 1e-9, 1.0)
+    assert "expected 1, got 1.01" in str(mismatch(1.01, 1.0))
+    with pytest.raises(MismatchError, match="expected True, got False"):
+        assert_equal(torch.tensor([True, False]).all().item(), True)
+
+
+def test_bool_tensors_report_the_index() -> None:
+    err = mismatch(torch.tensor([True, True]), torch.tensor([True, False]))
+    assert "first mismatch at index [1]: expected False, got True" in str(err)
+
+
+def test_assert_equal_has_no_tolerance() -> None:
+    x = torch.tensor([1.0, 2.0])
+    assert_close(x + 1e-7, x)
+    err = pytest.raises(MismatchError, assert_equal, x + 1e-7, x).value
+    assert "(rtol=0, atol=0)" in str(err)
+    assert_equal(x.clone(), x)
+
+
+def test_empty_tensors_of_the_same_shape_are_equal() -> None:
+    assert_close(torch.zeros(0, 3), torch.ones(0, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Nested structures
+
+
+def test_nested_tuples_lists_and_dicts_name_the_path() -> None:
+    expected = (torch.zeros(2), [torch.ones(3), {"w": torch.ones(1), "b": 2}])
+    good = (torch.zeros(2), [torch.ones(3), {"w": torch.ones(1), "b": 2}])
+    assert_close(good, expected)
+    bad = (torch.zeros(2), [torch.ones(3), {"w": torch.ones(1) * 2, "b": 2}])
+    assert str(mismatch(bad, expected)).startswith("output[1][1]['w']: 1 of 1 values differ")
+    bad_shape = (torch.zeros(3), [torch.ones(3), {"w": torch.ones(1), "b": 2}])
+    assert str(mismatch(bad_shape, expected)).startswith("output[0]: shape (3,)")
+    bad_int = (torch.zeros(2), [torch.ones(3), {"w": torch.ones(1), "b": 3}])
+    assert "output[1][1]['b']: expected 2, got 3" in str(mismatch(bad_int, expected))
+
+
+def test_structure_mismatches() -> None:
+    assert "2 items but expected 3" in str(mismatch((1, 2), (1, 2, 3)))
+    assert "expected a tuple of 2 items, got int" in str(mismatch(5, (1, 2)))
+    keys = str(mismatch({"a": 1, "c": 3}, {"a": 1, "b": 2}))
+    assert "keys differ: missing ['b'], unexpected ['c']" in keys
+    assert "expected a mapping, got list" in str(mismatch([1], {"a": 1}))
+    assert_close(torch.Size([2, 3]), (2, 3))
+    assert "output[1]: expected 3, got 4" in str(mismatch((2, 4), torch.Size([2, 3])))
+
+
+def test_what_names_the_value() -> None:
+    err = mismatch(torch.zeros(2), torch.ones(2), what="grad of x")
+    assert str(err).startswith("grad of x: ")
+
+
+def test_assert_shape() -> None:
+    assert_shape(torch.zeros(2, 3), (2, 3))
+    with pytest.raises(MismatchError, match=r"shape \(3, 2\) but expected \(2, 3\)"):
+        assert_shape(torch.zeros(3, 2), (2, 3))
+    with pytest.raises(MismatchError, match="expected a tensor of shape"):
+        assert_shape([1, 2], (2,))
+
+
+def test_expect() -> None:
+    expect(True, "never shown")
+    with pytest.raises(MismatchError, match="the thing was wrong"):
+        expect(False, "the thing was wrong")
+
+
+def test_describe() -> None:
+    text = describe(torch.zeros(2, 3).t())
+    assert text == (
+        "Tensor(shape=(3, 2), dtype=float32, stride=(1, 3) non-contiguous, "
+        "values=[0, 0, 0, 0, 0, 0])"
+    )
+    assert "empty" in describe(torch.zeros(0))
+    assert "requires_grad=True" in describe(torch.zeros(1, requires_grad=True))
+    assert describe((1,)) == "(1,)"
+    assert describe(list(range(10))).endswith(", ...]")
+
+
+# ----------------------------------------------------------------------------------------------
+# case(): naming the input
+
+
+def test_case_adds_a_note_that_survives_reraise() -> None:
+    x = torch.arange(6).reshape(2, 3)
+    with pytest.raises(MismatchError) as info:
+        try:
+            with case("a 2x3 matrix", x=x):
+                assert_close(x.float(), torch.zeros(2, 3))
+        except MismatchError:
+            raise  # a check that catches and re-raises must not lose the note
+    err = info.value
+    notes = "\n".join(err.__notes__)
+    assert "while checking: a 2x3 matrix" in notes
+    assert "x = Tensor(shape=(2, 3), dtype=int64, values=[0, 1, 2, 3, 4, 5])" in notes
+    assert "while checking: a 2x3 matrix" in "".join(traceback.format_exception(err))
+    assert err.details["n_mismatched"] == 5  # the numbers are still there
+
+
+def test_case_notes_any_exception_and_passes_quietly() -> None:
+    with case("nothing wrong"):
+        pass
+    with pytest.raises(ZeroDivisionError) as info:
+        with case("dividing", n=0):
+            _ = 1 / 0
+    assert info.value.__notes__ == ["while checking: dividing\n  n = 0"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage
+
+
+def test_assert_shares_storage() -> None:
+    x = torch.arange(12.0).reshape(3, 4)
+    assert_shares_storage(x.t(), x)
+    assert_shares_storage(x[1:, ::2], x)
+    with pytest.raises(MismatchError, match="is a copy, but it should be a view"):
+        assert_shares_storage(x.t().contiguous(), x)
+    with pytest.raises(MismatchError, match="expected a tensor"):
+        assert_shares_storage(x.tolist(), x)
+
+
+def test_assert_not_shares_storage() -> None:
+    x = torch.arange(12.0).reshape(3, 4)
+    assert_not_shares_storage(x.clone(), x)
+    with pytest.raises(MismatchError, match="shares storage with the input"):
+        assert_not_shares_storage(x[0], x)
+    with pytest.raises(MismatchError, match="expected a tensor"):
+        assert_not_shares_storage(None, x)
+
+
+# ----------------------------------------------------------------------------------------------
+# assert_raises
+
+
+def _needs_positive(n: int) -> int:
+    if n <= 0:
+        raise ValueError(f"n={n} should be positive")
+    return n
+
+
+def test_assert_raises_returns_the_error() -> None:
+    err = assert_raises(_needs_positive, -1, exc=ValueError, match="n=-1")
+    assert isinstance(err, ValueError)
+
+
+def test_assert_raises_when_nothing_is_raised() -> None:
+    with pytest.raises(MismatchError, match=r"call: should raise ValueError but returned 3"):
+        assert_raises(_needs_positive, 3, exc=ValueError)
+    with pytest.raises(MismatchError, match="should raise ValueError or TypeError"):
+        assert_raises(_needs_positive, 3, exc=(ValueError, TypeError))
+
+
+def test_assert_raises_with_the_wrong_message() -> None:
+    with pytest.raises(MismatchError) as info:
+        assert_raises(_needs_positive, 0, exc=ValueError, match="negative", what="check(n=0)")
+    text = str(info.value)
+    assert text.startswith("check(n=0): raised ValueError('n=0 should be positive')")
+    assert "should mention 'negative'" in text
+
+
+def test_assert_raises_lets_other_exceptions_through() -> None:
+    with pytest.raises(ValueError):
+        assert_raises(_needs_positive, 0, exc=TypeError)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python loops
+
+
+def _vectorised(x: torch.Tensor) -> torch.Tensor:
+    y = x * 2
+    return y.cumsum(0)
+
+
+def _for_loop(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        out[i] = x[i] * 2
+    return out
+
+
+def _comprehension(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([v * 2 for v in x])
+
+
+def _while_loop(x: torch.Tensor) -> torch.Tensor:
+    i, total = 0, x.new_zeros(())
+    while i < len(x):
+        total = total + x[i]
+        i += 1
+    return total
+
+
+def _map_lambda(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack(list(map(lambda v: v * 2, x)))
+
+
+def _recursive(x: torch.Tensor) -> torch.Tensor:
+    if len(x) == 0:
+        return x.new_zeros(())
+    return x[0] + _recursive(x[1:])
+
+
+def _helper_loop(x: torch.Tensor) -> torch.Tensor:
+    return _for_loop(x).sum()
+
+
+def _make_args(n: int) -> tuple[torch.Tensor]:
+    return (torch.arange(n, dtype=torch.float32),)
+
+
+def test_vectorised_code_passes() -> None:
+    assert_no_python_loop(_vectorised, _make_args)
+    assert python_lines_run(_vectorised, *_make_args(5)) == 2
+
+
+@pytest.mark.parametrize(
+    "fn", [_for_loop, _comprehension, _while_loop, _map_lambda, _recursive, _helper_loop]
+)
+def test_python_loops_are_caught(fn) -> None:
+    with pytest.raises(MismatchError) as info:
+        assert_no_python_loop(fn, _make_args, sizes=(4, 40), what=fn.__name__)
+    text = str(info.value)
+    assert text.startswith(f"{fn.__name__}: ran ")
+    assert "it loops in Python over the data" in text
+    assert info.value.details["lines_large"] > info.value.details["lines_small"]
+
+
+def test_python_lines_run_restores_the_previous_trace() -> None:
+    calls = []
+
+    def outer_trace(frame, event, arg):
+        calls.append(event)
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(outer_trace)
+    try:
+        python_lines_run(_vectorised, torch.zeros(3))
+        assert sys.gettrace() is outer_trace
+        with pytest.raises(ZeroDivisionError):
+            python_lines_run(lambda: 1 / 0)
+        assert sys.gettrace() is outer_trace
+    finally:
+        sys.settrace(previous)
+
+
+def test_python_lines_run_needs_a_python_function() -> None:
+    with pytest.raises(TypeError, match="not a Python function"):
+        python_lines_run(torch.sum, torch.zeros(3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Agreement with torch.testing.assert_close
+
+
+def _torch_verdict(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    try:
+        torch.testing.assert_close(actual, expected)
+    except AssertionError:
+        return False
+    return True
+
+
+def _our_verdict(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    try:
+        assert_close(actual, expected)
+    except MismatchError:
+        return False
+    return True
+
+
+_SPECIAL = [0.0, -0.0, float("nan"), float("inf"), float("-inf")]
+
+
+@st.composite
+def tensor_pairs(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.float16]))
+    n = draw(st.integers(0, 6))
+    finite = st.floats(-1e4, 1e4, allow_nan=False, width=16 if dtype == torch.float16 else 32)
+    values = draw(st.lists(st.one_of(finite, st.sampled_from(_SPECIAL)), min_size=n, max_size=n))
+    expected = torch.tensor(values, dtype=dtype)
+    # Perturb by a number of tolerances: well inside, well outside, or exactly equal.
+    rtol, atol = {torch.float16: (1e-3, 1e-5), torch.float32: (1.3e-6, 1e-5)}.get(
+        dtype, (1e-7, 1e-7)
+    )
+    scale = draw(st.lists(st.sampled_from([0.0, 0.3, -0.4, 3.0, -5.0, 100.0]), min_size=n, max_size=n))
+    allowed = atol + rtol * expected.double().abs()
+    actual = (expected.double() + torch.tensor(scale, dtype=torch.float64) * allowed).to(dtype)
+    if draw(st.booleans()) and n:
+        actual[draw(st.integers(0, n - 1))] = draw(st.sampled_from(_SPECIAL))
+    if draw(st.integers(0, 9)) == 0:
+        actual = actual.to(torch.float64 if dtype != torch.float64 else torch.float32)
+    if draw(st.integers(0, 9)) == 0 and n > 1:
+        actual = actual[:-1]
+    return actual, expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(tensor_pairs())
+def test_verdict_agrees_with_torch_testing(pair: tuple[torch.Tensor, torch.Tensor]) -> None:
+    actual, expected = pair
+    assert _our_verdict(actual, expected) == _torch_verdict(actual, expected), (actual, expected)
+
+
+def test_verdict_agreement_is_not_vacuous() -> None:
+    """The sample above holds both verdicts: each side of the boundary."""
+    e = torch.tensor([1.0, -2.0, 0.0])
+    inside = e + 0.4 * (1e-5 + 1.3e-6 * e.abs())
+    outside = e + 3.0 * (1e-5 + 1.3e-6 * e.abs())
+    assert _our_verdict(inside, e) and _torch_verdict(inside, e)
+    assert not _our_verdict(outside, e) and not _torch_verdict(outside, e)
+    assert math.isnan(float(mismatch(torch.tensor([math.nan]), torch.tensor([1.0])).details["actual_value"]))
