@@ -130,7 +130,7 @@ def logsumexp(x: Tensor, dim: int) -> Tensor:
     size 0.
 
     >>> logsumexp(torch.tensor([1000.0, 1000.0]), dim=0)  # 1000 + log 2
-    tensor(1000.6931)
+    tensor(1000.6932)
     """
     if x.shape[dim] < 1:
         raise ShapeError(f"x has shape {tuple(x.shape)}: dim {dim} is empty, nothing to reduce")

@@ -133,7 +133,13 @@ def topk_accuracy(
 def pairwise_distances(x: Float[Tensor, "n d"], y: Float[Tensor, "m d"]) -> Float[Tensor, "n m"]:
     """Euclidean distances between every row of ``x`` and every row of ``y``:
     ``out[i, j] = ||x[i] - y[j]||``, like ``torch.cdist(x, y)`` but without it (nor
-    ``torch.norm``-style helpers over pairs, or a Python loop).
+    ``torch.norm``-style helpers over pairs, or a Python loop), and without building the
+    ``(n, m, d)`` tensor of differences that part 3's ``pairwise_sq_distances`` builds.
+
+    Expand the square: ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b``. The cross terms for every
+    pair are one matrix product, so memory is ``n * m`` instead of ``n * m * d`` (this is how
+    ``torch.cdist`` handles large inputs). Rounding can leave a zero distance slightly
+    negative before the square root: clamp it at 0.
 
     Raise ``ShapeError`` if the rows have different lengths.
     """
@@ -142,7 +148,8 @@ def pairwise_distances(x: Float[Tensor, "n d"], y: Float[Tensor, "m d"]) -> Floa
             f"x has rows of length {x.shape[1]} but y of {y.shape[1]}; "
             "both need the same number of features"
         )
-    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(dim=-1).sqrt()
+    sq = (x * x).sum(dim=1)[:, None] + (y * y).sum(dim=1)[None, :] - 2 * x @ y.T
+    return sq.clamp_min(0).sqrt()
 
 
 def categorical_from_uniform(

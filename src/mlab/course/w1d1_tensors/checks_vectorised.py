@@ -294,6 +294,21 @@ def distances_match_cdist(ns: Namespace) -> None:
 
 
 @check("pairwise_distances")
+def distances_of_points_to_themselves_are_zero_not_nan(ns: Namespace) -> None:
+    # In float32, ||a||^2 + ||a||^2 - 2 a.a rounds below zero for some of these rows; a
+    # square root of it would be NaN.
+    x = 3 * _randn(20, 5, seed=0)
+    with case("20 float32 points against themselves", x=x):
+        got = ns.pairwise_distances(x, x)
+        expect(
+            not bool(torch.isnan(got).any()),
+            f"{int(torch.isnan(got).sum())} distances are NaN: a squared distance that rounds "
+            "slightly below 0 must be clamped at 0 before the square root",
+        )
+        assert_close(got.diagonal(), torch.zeros(20), atol=1e-2, what="distance to itself")
+
+
+@check("pairwise_distances")
 def distances_reject_mismatched_features(ns: Namespace) -> None:
     x, y = torch.zeros(4, 3), torch.zeros(5, 2)
     with case("rows of length 3 and 2", x=x, y=y):
