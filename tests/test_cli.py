@@ -220,9 +220,7 @@ def test_read_renders_the_instructions() -> None:
 
 def test_every_command_has_help() -> None:
     names = [c.name or c.callback.__name__ for c in app.registered_commands]
-    assert {"list", "start", "read", "check", "hint", "solution", "status", "mutants"} <= set(
-        names
-    )
+    assert {"list", "start", "read", "check", "hint", "solution", "status", "mutants"} <= set(names)
     assert "Usage" in invoke("--help")
     for name in names:
         out = invoke(name, "--help")
@@ -234,9 +232,7 @@ def test_every_command_has_help() -> None:
 
 
 def run_mlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MLAB), *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([str(MLAB), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_unknown_day_exits_2_with_the_list_of_days(tmp_path: Path) -> None:

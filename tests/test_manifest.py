@@ -100,7 +100,7 @@ def test_a_good_day_loads(tmp_path: Path) -> None:
 
 def test_unknown_exercise_suggests_close_names(tmp_path: Path) -> None:
     day = load_day(write_day(tmp_path))
-    with pytest.raises(CourseError, match="has no exercise 'thir'. Did you mean third?"):
+    with pytest.raises(CourseError, match=r"has no exercise 'thir'\. Did you mean third\?"):
         day.exercise("thir")
     with pytest.raises(CourseError, match="`mlab list w9d9` shows its exercises") as info:
         day.exercise("zzz")
@@ -118,33 +118,97 @@ def replace_once(text: str, old: str, new: str) -> str:
         # day.toml
         ({"day": ('title = "Test day"\n', "")}, "day.toml", ["missing key 'title'"]),
         ({"day": ('parts = ["part1_a.toml", "part2_b.toml"]\n', "")}, "day.toml", ["'parts'"]),
-        ({"day": ('id = "w9d9"', 'id = "w9d9"\nauthor = "me"')}, "day.toml", ["unknown keys ['author']"]),
+        (
+            {"day": ('id = "w9d9"', 'id = "w9d9"\nauthor = "me"')},
+            "day.toml",
+            ["unknown keys ['author']"],
+        ),
         ({"day": ('id = "w9d9"', 'id = "w1d1"')}, "day.toml", ["id='w1d1'", "'w9d9'"]),
         ({"day": ('"README.md"', '"MISSING.md"')}, "day.toml", ["MISSING.md is missing"]),
-        ({"day": ('title = "Test day"', "title = 3")}, "day.toml", ["'title' should be a str, got int"]),
+        (
+            {"day": ('title = "Test day"', "title = 3")},
+            "day.toml",
+            ["'title' should be a str, got int"],
+        ),
         ({"day": ('"part2_b.toml"', '"part9_none.toml"')}, "part9_none.toml", ["is missing"]),
         ({"day": ("title =", "title")}, "day.toml", ["is not valid TOML"]),
         # part files
         ({"part2": ('checks = "checks_b"\n', "")}, "part2_b.toml", ["missing key 'checks'"]),
         ({"part2": ('title = "Part B"\n', "")}, "part2_b.toml", ["missing key 'title'"]),
-        ({"part1": ('intro = "Intro of A."', 'introduction = "x"')}, "part1_a.toml", ["unknown keys ['introduction']"]),
-        ({"part2": ("[[exercises]]", "[[exercise]]")}, "part2_b.toml", ["unknown keys ['exercise']"]),
+        (
+            {"part1": ('intro = "Intro of A."', 'introduction = "x"')},
+            "part1_a.toml",
+            ["unknown keys ['introduction']"],
+        ),
+        (
+            {"part2": ("[[exercises]]", "[[exercise]]")},
+            "part2_b.toml",
+            ["unknown keys ['exercise']"],
+        ),
         # exercises
-        ({"part2": ('ref = "some.module:Class.method"\n', "")}, "part2_b.toml", ["(third)", "missing key 'ref'"]),
+        (
+            {"part2": ('ref = "some.module:Class.method"\n', "")},
+            "part2_b.toml",
+            ["(third)", "missing key 'ref'"],
+        ),
         ({"part2": ('name = "third"\n', "")}, "part2_b.toml", ["missing key 'name'"]),
         ({"part2": ("minutes = 10\n", "")}, "part2_b.toml", ["(third)", "missing key 'minutes'"]),
-        ({"part2": ("minutes = 10", "minutes = 10\nminute = 1")}, "part2_b.toml", ["unknown keys ['minute']"]),
-        ({"part2": ("difficulty = 2", "difficulty = 4")}, "part2_b.toml", ["(third)", "difficulty=4 should be 1, 2 or 3"]),
-        ({"part2": ("difficulty = 2", "difficulty = 0")}, "part2_b.toml", ["difficulty=0 should be 1, 2 or 3"]),
-        ({"part2": ("difficulty = 2", 'difficulty = "2"')}, "part2_b.toml", ["'difficulty' should be a int, got str"]),
-        ({"part2": ("importance = 2", "importance = 9")}, "part2_b.toml", ["importance=9 should be 1, 2 or 3"]),
-        ({"part2": ('name = "third"', 'name = "first"')}, "part2_b.toml", ["exercise 'first' appears twice in w9d9"]),
-        ({"part2": ('"some.module:Class.method"', '"some.module.Class"')}, "part2_b.toml", ["ref 'some.module.Class' should look like"]),
-        ({"part2": ('"some.module:Class.method"', '"some module:f"')}, "part2_b.toml", ["ref 'some module:f'"]),
+        (
+            {"part2": ("minutes = 10", "minutes = 10\nminute = 1")},
+            "part2_b.toml",
+            ["unknown keys ['minute']"],
+        ),
+        (
+            {"part2": ("difficulty = 2", "difficulty = 4")},
+            "part2_b.toml",
+            ["(third)", "difficulty=4 should be 1, 2 or 3"],
+        ),
+        (
+            {"part2": ("difficulty = 2", "difficulty = 0")},
+            "part2_b.toml",
+            ["difficulty=0 should be 1, 2 or 3"],
+        ),
+        (
+            {"part2": ("difficulty = 2", 'difficulty = "2"')},
+            "part2_b.toml",
+            ["'difficulty' should be a int, got str"],
+        ),
+        (
+            {"part2": ("importance = 2", "importance = 9")},
+            "part2_b.toml",
+            ["importance=9 should be 1, 2 or 3"],
+        ),
+        (
+            {"part2": ('name = "third"', 'name = "first"')},
+            "part2_b.toml",
+            ["exercise 'first' appears twice in w9d9"],
+        ),
+        (
+            {"part2": ('"some.module:Class.method"', '"some.module.Class"')},
+            "part2_b.toml",
+            ["ref 'some.module.Class' should look like"],
+        ),
+        (
+            {"part2": ('"some.module:Class.method"', '"some module:f"')},
+            "part2_b.toml",
+            ["ref 'some module:f'"],
+        ),
         ({"part2": ('"some.module:Class.method"', '"a:b:c"')}, "part2_b.toml", ["ref 'a:b:c'"]),
-        ({"part2": ('hints = ["h"]', "hints = []")}, "part2_b.toml", ["'hints' should be a non-empty list of strings"]),
-        ({"part2": ('hints = ["h"]\n', "")}, "part2_b.toml", ["'hints' should be a non-empty list"]),
-        ({"part2": ('hints = ["h"]', "hints = [1]")}, "part2_b.toml", ["'hints' should be a non-empty list"]),
+        (
+            {"part2": ('hints = ["h"]', "hints = []")},
+            "part2_b.toml",
+            ["'hints' should be a non-empty list of strings"],
+        ),
+        (
+            {"part2": ('hints = ["h"]\n', "")},
+            "part2_b.toml",
+            ["'hints' should be a non-empty list"],
+        ),
+        (
+            {"part2": ('hints = ["h"]', "hints = [1]")},
+            "part2_b.toml",
+            ["'hints' should be a non-empty list"],
+        ),
     ],
 )
 def test_bad_manifests_name_the_file_and_key(

@@ -114,6 +114,18 @@ LEARNER_FILES = {
         def contiguous_strides(shape):
             os._exit(3)
     """,
+    "slow": """
+        import time
+
+        import torch
+
+
+        def contiguous_strides(shape):
+            if shape == ():
+                print("slow learner")
+                time.sleep(1.5)
+            return torch.empty(shape).stride()
+    """,
     "top_level_loop": """
         while True:
             pass
@@ -297,17 +309,23 @@ def test_os_exit_is_reported_with_its_exit_code(files: dict[str, Path]) -> None:
     assert after.status == "pass"
 
 
-def test_reference_passes_and_stub_is_not_started_in_job_order() -> None:
+def test_reference_passes_and_stub_is_not_started_in_job_order(files: dict[str, Path]) -> None:
     names = [ex.name for ex in DAY.exercises]
-    jobs = [(Target.reference(), n) for n in names] + [(Target.stub(), n) for n in names]
-    seen: list[int] = []
-    results = run_jobs(DAY, jobs, workers=2, on_result=lambda i, r: seen.append(i))
-    assert sorted(seen) == list(range(len(jobs)))
-    assert [r.exercise for r in results] == names + names
-    failing = {r.exercise: r.message for r in results[: len(names)] if not r.passed}
+    jobs = [(Target.file(files["slow"]), EX)]
+    jobs += [(Target.reference(), n) for n in names] + [(Target.stub(), n) for n in names]
+    finished: list[int] = []
+    results = run_jobs(DAY, jobs, workers=2, on_result=lambda i, r: finished.append(i))
+    # the slow first job finished after others (so completion order is not job order) ...
+    assert sorted(finished) == list(range(len(jobs))) and finished[0] != 0
+    # ... yet results come in job order
+    slow, reference, stub = results[0], results[1 : len(names) + 1], results[len(names) + 1 :]
+    assert slow.status == "pass" and slow.output.startswith("slow learner")
+    assert [r.exercise for r in reference] == names and [r.exercise for r in stub] == names
+    failing = {r.exercise: r.message for r in reference if not r.passed}
     assert not failing, failing
-    stub = results[len(names) :]
-    assert {r.status for r in stub} == {"not started"}, [r for r in stub if r.status != "not started"]
+    assert {r.status for r in stub} == {"not started"}, [
+        r for r in stub if r.status != "not started"
+    ]
     assert all(f"{r.exercise}: not started" in r.message for r in stub)
 
 

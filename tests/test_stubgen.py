@@ -62,6 +62,16 @@ def call_with_nones(fn: typing.Callable[..., object]) -> object:
     return fn(*args, **kwargs)
 
 
+def imported_names(source: str) -> set[str]:
+    """The names the import statements of ``source`` bind."""
+    return {
+        alias.asname or alias.name.split(".")[0]
+        for node in ast.parse(source).body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+
+
 def make_day(*exercises: Exercise, directory: Path) -> Day:
     return Day(
         id="w9d9",
@@ -149,7 +159,9 @@ def test_workspace_compiles_and_defines_every_exercise(w1d1_workspace) -> None:
 
 
 def test_workspace_imports_what_the_signatures_need(w1d1_workspace) -> None:
-    _, module = w1d1_workspace
+    source, module = w1d1_workspace
+    # an exercise is the learner's to write: never imported from the reference
+    assert not imported_names(source) & {ex.name for ex in W1D1.exercises}
     for ex in W1D1.exercises:
         # Resolving the (postponed) annotations fails with NameError on a missing import.
         hints = typing.get_type_hints(getattr(module, ex.name))
@@ -216,6 +228,7 @@ class Counter:
         for _ in range(times):
             self.value += helper(1)
         return self.value
+    after_methods = "kept"
 '''
 
 
@@ -242,13 +255,15 @@ def test_class_exercise_stubs_every_method_and_keeps_attributes(modules) -> None
         '    names: tuple[str, ...] = ("a", "b")',
         "    @property",
         "    @staticmethod",
-        "    def label(\n        prefix: str,\n        *,\n        upper: bool = False,\n    ) -> str:",
+        "    def label(\n        prefix: str,\n        *,\n"
+        "        upper: bool = False,\n    ) -> str:",
     ]:
         assert line in stub
 
     module = exec_source(workspace_source(make_day(exercise, directory=root)), f"{name}_ws")
     counter = module.Counter
     assert (counter.start, counter.step, counter.names) == (0, 2, ("a", "b"))
+    assert counter.after_methods == "kept"
     assert counter.__doc__ == "Counts in steps."
     assert counter.bump.__doc__ == "Add ``helper(1)`` ``times`` times."
     assert module.helper(2) == 6  # a helper the exercise uses is importable in the workspace
@@ -304,7 +319,11 @@ def test_relative_imports_become_absolute(modules) -> None:
     root, prefix = modules
     pkg = f"{prefix}_pkg"
     write_module(root, f"{pkg}.__init__", "")
-    write_module(root, f"{pkg}.util", "def double(x):\n    return 2 * x\n")
+    write_module(
+        root,
+        f"{pkg}.util",
+        "def double(x):\n    return 2 * x\n\n\ndef half(x):\n    return x / 2\n",
+    )
     write_module(root, f"{pkg}.sub.sibling", "ONE = 1\n")
     write_module(
         root,
@@ -325,17 +344,20 @@ def test_relative_imports_become_absolute(modules) -> None:
         from __future__ import annotations
 
         from .. import util
-        from ..util import double
+        from ..util import double, half
         from . import sibling
 
 
         def f(x: int) -> int:
             """Twice twice, plus one."""
-            return double(x) + util.double(x) + sibling.ONE
+            return double(x) + util.double(x) + sibling.ONE + half(0)
         ''',
     )
     day = make_day(
-        make_exercise(f"{pkg}.sub.mod:f"), make_exercise(f"{pkg}.sub:g"), directory=root
+        make_exercise(f"{pkg}.sub.mod:f"),
+        make_exercise(f"{pkg}.sub:g"),
+        make_exercise(f"{pkg}.util:half"),  # also an exercise: the learner's, never imported
+        directory=root,
     )
     source = workspace_source(day)
     for line in [
@@ -346,9 +368,11 @@ def test_relative_imports_become_absolute(modules) -> None:
     ]:
         assert f"\n{line}\n" in source
     assert "from ." not in source
+    assert "half" not in imported_names(source)
+    assert source.count("def half(") == 1
     module = exec_source(source, f"{pkg}_ws")
     assert module.double(2) == 4 and module.sibling.ONE == 1 and module.ONE == 1
-    with pytest.raises(NotImplementedError, match="^f: not started"):
+    with pytest.raises(NotImplementedError, match=r"^f: not started"):
         module.f(1)
-    with pytest.raises(NotImplementedError, match="^g: not started"):
+    with pytest.raises(NotImplementedError, match=r"^g: not started"):
         module.g()

@@ -105,6 +105,12 @@ def test_first_mismatch_index_expected_got_and_errors() -> None:
     assert err.details["max_rel_error"] == pytest.approx(94.0 / 6.0)
 
 
+def test_relative_error_against_zero_is_infinite() -> None:
+    err = mismatch(torch.tensor([0.0, 2.0]), torch.tensor([1e-3, 0.0]))
+    assert "max abs error 2 at index [1]; max rel error inf" in str(err)
+    assert err.details["max_rel_error"] == math.inf
+
+
 def test_scalar_tensor_mismatch_index_is_empty_tuple() -> None:
     err = mismatch(torch.tensor(1.0), torch.tensor(2.0))
     assert "first mismatch at index (): expected 2, got 1" in str(err)
@@ -164,8 +170,8 @@ def test_bool_tensors_report_the_index() -> None:
 def test_assert_equal_has_no_tolerance() -> None:
     x = torch.tensor([1.0, 2.0])
     assert_close(x + 1e-7, x)
-    err = pytest.raises(MismatchError, assert_equal, x + 1e-7, x).value
-    assert "(rtol=0, atol=0)" in str(err)
+    with pytest.raises(MismatchError, match=r"\(rtol=0, atol=0\)"):
+        assert_equal(x + 1e-7, x)
     assert_equal(x.clone(), x)
 
 
@@ -253,9 +259,8 @@ def test_case_adds_a_note_that_survives_reraise() -> None:
 def test_case_notes_any_exception_and_passes_quietly() -> None:
     with case("nothing wrong"):
         pass
-    with pytest.raises(ZeroDivisionError) as info:
-        with case("dividing", n=0):
-            _ = 1 / 0
+    with pytest.raises(ZeroDivisionError) as info, case("dividing", n=0):
+        _ = 1 / 0
     assert info.value.__notes__ == ["while checking: dividing\n  n = 0"]
 
 
@@ -312,9 +317,24 @@ def test_assert_raises_with_the_wrong_message() -> None:
     assert "should mention 'negative'" in text
 
 
-def test_assert_raises_lets_other_exceptions_through() -> None:
-    with pytest.raises(ValueError):
+def test_assert_raises_with_the_wrong_exception() -> None:
+    with pytest.raises(MismatchError) as info:
         assert_raises(_needs_positive, 0, exc=TypeError)
+    assert str(info.value) == (
+        "call: raised ValueError('n=0 should be positive') but should raise TypeError"
+    )
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def _unfinished(n: int) -> int:
+    raise NotImplementedError("not started")
+
+
+def test_assert_raises_lets_not_implemented_through() -> None:
+    # an unfinished exercise must be reported "not started", not "raised the wrong error"
+    with pytest.raises(NotImplementedError):
+        assert_raises(_unfinished, 0, exc=ValueError)
+    assert isinstance(assert_raises(_unfinished, 0, exc=NotImplementedError), NotImplementedError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,20 +448,30 @@ _SPECIAL = [0.0, -0.0, float("nan"), float("inf"), float("-inf")]
 
 
 @st.composite
-def tensor_pairs(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
-    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.float16]))
+def tensor_pairs(draw: st.DrawFn, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     n = draw(st.integers(0, 6))
-    finite = st.floats(-1e4, 1e4, allow_nan=False, width=16 if dtype == torch.float16 else 32)
-    values = draw(st.lists(st.one_of(finite, st.sampled_from(_SPECIAL)), min_size=n, max_size=n))
+    # values of every magnitude from 1e-4 to 1e4 (tolerances are relative, then absolute)
+    finite = st.builds(lambda m, e: m * 10.0**e, st.floats(-9.99, 9.99), st.integers(-4, 3))
+    value = st.integers(0, 9).flatmap(lambda i: st.sampled_from(_SPECIAL) if i == 0 else finite)
+    values = draw(st.lists(value, min_size=n, max_size=n))
     expected = torch.tensor(values, dtype=dtype)
-    # Perturb by a number of tolerances: well inside, well outside, or exactly equal.
+    # torch.testing's default tolerances for the dtype
     rtol, atol = {torch.float16: (1e-3, 1e-5), torch.float32: (1.3e-6, 1e-5)}.get(
         dtype, (1e-7, 1e-7)
     )
-    scale = draw(st.lists(st.sampled_from([0.0, 0.3, -0.4, 3.0, -5.0, 100.0]), min_size=n, max_size=n))
-    allowed = atol + rtol * expected.double().abs()
-    actual = (expected.double() + torch.tensor(scale, dtype=torch.float64) * allowed).to(dtype)
-    if draw(st.booleans()) and n:
+    # Move each value by a multiple of the difference allowed there, inside (|k| < 1) or out,
+    # or by a few units in the last place (float16's tolerance is one or two of them).
+    near = st.floats(0.5, 1.5) | st.floats(-1.5, -0.5)  # where a wrong tolerance shows
+    ks = near | st.floats(-3, 3) | st.sampled_from([0.0, 100.0, -100.0])
+    if draw(st.booleans()):
+        scale = torch.tensor(draw(st.lists(ks, min_size=n, max_size=n)), dtype=torch.float64)
+        allowed = atol + rtol * expected.double().abs()
+        actual = (expected.double() + scale * allowed).to(dtype)
+    else:
+        bits = {torch.float16: torch.int16, torch.float32: torch.int32}.get(dtype, torch.int64)
+        ulps = draw(st.lists(st.integers(-30, 30), min_size=n, max_size=n))
+        actual = (expected.view(bits) + torch.tensor(ulps, dtype=bits)).view(dtype)
+    if draw(st.integers(0, 4)) == 0 and n:
         actual[draw(st.integers(0, n - 1))] = draw(st.sampled_from(_SPECIAL))
     if draw(st.integers(0, 9)) == 0:
         actual = actual.to(torch.float64 if dtype != torch.float64 else torch.float32)
@@ -450,11 +480,37 @@ def tensor_pairs(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
     return actual, expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(tensor_pairs())
-def test_verdict_agrees_with_torch_testing(pair: tuple[torch.Tensor, torch.Tensor]) -> None:
-    actual, expected = pair
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@settings(max_examples=250, deadline=None)
+@given(data=st.data())
+def test_verdict_agrees_with_torch_testing(dtype: torch.dtype, data: st.DataObject) -> None:
+    actual, expected = data.draw(tensor_pairs(dtype))
     assert _our_verdict(actual, expected) == _torch_verdict(actual, expected), (actual, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_verdict_agrees_with_torch_testing_across_the_boundary(dtype: torch.dtype) -> None:
+    """Every value on a grid, moved by 0.5 to 1.5 allowed differences and by a few ulps:
+    each element alone gets the same verdict from both. A tolerance off by 5% fails this."""
+    rtol, atol = {torch.float16: (1e-3, 1e-5), torch.float32: (1.3e-6, 1e-5)}.get(
+        dtype, (1e-7, 1e-7)
+    )
+    mags = torch.logspace(-4, 4, 9, dtype=torch.float64)
+    grid = torch.cat([torch.zeros(1, dtype=torch.float64), mags * 1.37, -mags * 1.73])
+    ks = torch.linspace(0.5, 1.5, 41, dtype=torch.float64)
+    expected = grid.repeat_interleave(len(ks)).to(dtype)
+    moved = expected.double() + ks.repeat(len(grid)) * (atol + rtol * expected.double().abs())
+    bits = {torch.float16: torch.int16, torch.float32: torch.int32}.get(dtype, torch.int64)
+    steps = torch.arange(-12, 13, dtype=bits)
+    e2 = grid.to(dtype).repeat_interleave(len(steps))
+    stepped = (e2.view(bits) + steps.repeat(len(grid))).view(dtype)
+    both_verdicts = set()
+    for actual, exp in [(moved.to(dtype), expected), (stepped, e2)]:
+        for a, e in zip(actual, exp, strict=True):
+            verdict = _torch_verdict(a, e)
+            assert _our_verdict(a, e) == verdict, (a.item(), e.item(), verdict)
+            both_verdicts.add(verdict)
+    assert both_verdicts == {True, False}
 
 
 def test_verdict_agreement_is_not_vacuous() -> None:
@@ -464,4 +520,6 @@ def test_verdict_agreement_is_not_vacuous() -> None:
     outside = e + 3.0 * (1e-5 + 1.3e-6 * e.abs())
     assert _our_verdict(inside, e) and _torch_verdict(inside, e)
     assert not _our_verdict(outside, e) and not _torch_verdict(outside, e)
-    assert math.isnan(float(mismatch(torch.tensor([math.nan]), torch.tensor([1.0])).details["actual_value"]))
+    assert math.isnan(
+        float(mismatch(torch.tensor([math.nan]), torch.tensor([1.0])).details["actual_value"])
+    )
