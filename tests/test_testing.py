@@ -21,10 +21,14 @@ from mlab.testing import (
     assert_raises,
     assert_shape,
     assert_shares_storage,
+    assert_unchanged,
     case,
+    chi_square_p_value,
     describe,
     expect,
     python_lines_run,
+    randint,
+    randn,
 )
 
 
@@ -523,3 +527,53 @@ def test_verdict_agreement_is_not_vacuous() -> None:
     assert math.isnan(
         float(mismatch(torch.tensor([math.nan]), torch.tensor([1.0])).details["actual_value"])
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeded inputs, assert_unchanged, chi_square_p_value
+
+
+def test_seeded_inputs_are_reproducible_and_independent_of_global_state() -> None:
+    torch.manual_seed(123)
+    a = randn(3, 4, seed=7)
+    torch.manual_seed(456)
+    assert torch.equal(a, randn(3, 4, seed=7))
+    assert not torch.equal(a, randn(3, 4, seed=8))
+    assert randn(2, seed=0, dtype=torch.float64).dtype == torch.float64
+    ints = randint(-3, 3, 1000, seed=1)
+    assert ints.dtype == torch.int64
+    assert int(ints.min()) == -3
+    assert int(ints.max()) == 2
+
+
+def test_assert_unchanged_catches_in_place_writes_and_accepts_nan() -> None:
+    x = torch.tensor([1.0, float("nan"), 3.0])
+    assert_unchanged(x, x.clone())
+    before = x.clone()
+    x[0] = 1.0 + 1e-7
+    with pytest.raises(MismatchError, match="modified in place"):
+        assert_unchanged(x, before)
+
+
+def test_chi_square_p_value_matches_closed_forms() -> None:
+    # With 3 classes (df = 2) the chi-square survival function is exp(-stat / 2); with 2
+    # classes (df = 1) it is erfc(sqrt(stat / 2)).
+    counts = torch.tensor([30, 50, 20])
+    probs = torch.tensor([0.25, 0.5, 0.25])
+    expected_counts = [25.0, 50.0, 25.0]
+    stat = sum((o - e) ** 2 / e for o, e in zip([30, 50, 20], expected_counts, strict=True))
+    assert math.isclose(chi_square_p_value(counts, probs), math.exp(-stat / 2), rel_tol=1e-12)
+
+    counts2 = torch.tensor([40, 60])
+    probs2 = torch.tensor([0.5, 0.5])
+    stat2 = (40 - 50) ** 2 / 50 + (60 - 50) ** 2 / 50
+    assert math.isclose(
+        chi_square_p_value(counts2, probs2), math.erfc(math.sqrt(stat2 / 2)), rel_tol=1e-12
+    )
+    # classes of probability 0 are left out (their count must be checked separately)
+    probs3 = torch.tensor([0.5, 0.0, 0.5])
+    counts3 = torch.tensor([40, 0, 60])
+    assert math.isclose(chi_square_p_value(counts3, probs3), chi_square_p_value(counts2, probs2))
+    # a perfect fit has p = 1, an absurd one p close to 0
+    assert chi_square_p_value(torch.tensor([25, 50, 25]), probs) == pytest.approx(1.0)
+    assert chi_square_p_value(torch.tensor([100, 0, 0]), probs) < 1e-20

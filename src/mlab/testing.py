@@ -7,10 +7,11 @@ message holds all the numbers, so it survives any re-raise; the numbers are also
 ``err.details``.
 
     >>> import torch
-    >>> assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+    >>> assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     mlab.errors.MismatchError: output: 1 of 2 values differ (rtol=1.3e-06, atol=1e-05).
+      first mismatch at index [1]: expected 2.5, got 2
     ...
 
 ``case`` wraps a block so that any failure inside also names the input it was checking.
@@ -40,10 +41,15 @@ __all__ = [
     "assert_raises",
     "assert_shape",
     "assert_shares_storage",
+    "assert_unchanged",
     "case",
+    "chi_square_p_value",
     "describe",
     "expect",
+    "generator",
     "python_lines_run",
+    "randint",
+    "randn",
 ]
 
 # torch.testing's defaults: tight enough to catch an off-by-a-little, loose enough for
@@ -56,6 +62,26 @@ _DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.complex64: (1.3e-6, 1e-5),
     torch.complex128: (1e-7, 1e-7),
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeded inputs: every check and test draws from its own generator, so results never depend on
+# what ran before.
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal values of ``shape`` from ``generator(seed)``."""
+    return torch.randn(*shape, generator=generator(seed), dtype=dtype)
+
+
+def randint(low: int, high: int, *shape: int, seed: int) -> Tensor:
+    """int64 values in ``[low, high)`` of ``shape`` from ``generator(seed)``."""
+    return torch.randint(low, high, shape, generator=generator(seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,6 +474,39 @@ def assert_not_shares_storage(t: Any, base: Tensor, *, what: str = "output") -> 
             "shares storage with the input, so writing to one changes the other; "
             "it should be a copy (.clone() or .contiguous() of a non-contiguous tensor).",
         )
+
+
+def assert_unchanged(x: Tensor, before: Tensor, *, what: str = "the input") -> None:
+    """Check that ``x`` still equals ``before`` (a clone taken before the call): the code under
+    check must not write into its input."""
+    same = bool(torch.equal(x, before))
+    if not same and (x.is_floating_point() or x.is_complex()):
+        same = bool(torch.allclose(x, before, rtol=0.0, atol=0.0, equal_nan=True))
+    if not same:
+        raise _fail(
+            what,
+            "was modified in place; compute a new tensor instead (torch.where, or .clone() "
+            "first). Writing into an argument changes the caller's data.",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+def chi_square_p_value(counts: Tensor, probs: Tensor) -> float:
+    """The p-value of Pearson's chi-square goodness-of-fit test of observed ``counts`` per
+    class against ``probs``, over the classes of nonzero probability: the chance of a fit
+    this bad if the samples really followed ``probs``. (The chi-square survival function is
+    the regularised upper incomplete gamma function, ``gammaincc(df / 2, stat / 2)``.)"""
+    keep = probs > 0
+    if int(keep.sum()) < 2:
+        return 1.0
+    expected = (probs[keep] / probs.sum() * counts.sum()).to(torch.float64)
+    observed = counts[keep].to(torch.float64)
+    stat = ((observed - expected) ** 2 / expected).sum()
+    df = torch.tensor(float(keep.sum() - 1), dtype=torch.float64)
+    return float(torch.special.gammaincc(df / 2, stat / 2))
 
 
 # ----------------------------------------------------------------------------------------------

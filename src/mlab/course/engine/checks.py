@@ -43,10 +43,7 @@ class Namespace:
         try:
             return self._values[name]
         except KeyError:
-            raise MissingExercise(
-                f"{self._source} does not define {name!r}. Did you rename or delete it? "
-                "`mlab start DAY --new` writes fresh stubs beside your file to copy it from."
-            ) from None
+            raise MissingExercise(f"{self._source} does not define {name!r}") from None
 
     def replace(self, name: str, value: Any) -> Namespace:
         """A copy with ``name`` bound to ``value`` (used to check one mutant at a time)."""

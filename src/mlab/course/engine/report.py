@@ -125,6 +125,15 @@ def print_results(day: Day, results: list[Result], console: Console, title: str)
     for r in results:
         if r.status in ("fail", "error", "timeout"):
             console.print(_diagnostic(day, r))
+    missing = [r.exercise for r in results if r.missing]
+    if missing:
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        console.print(
+            f"[yellow]Not in the file:[/yellow] {shown}. Renamed or deleted? "
+            f"`mlab start {day.id} --new` writes fresh stubs beside your file to copy from."
+        )
     passed = sum(r.passed for r in results)
     style = "bold green" if passed == len(results) else "bold"
     console.print(Text(f"{passed}/{len(results)} passing.", style=style))

@@ -81,6 +81,7 @@ class Result:
     seconds: float = 0.0
     output: str = ""  # what the code printed
     load_failed: bool = False  # the code could not even be loaded (so no check ran)
+    missing: bool = False  # the code does not define the exercise at all
 
     @property
     def passed(self) -> bool:
@@ -246,6 +247,7 @@ class _Worker:
                     check=item.get("check", ""),
                     seconds=float(item.get("seconds", 0.0)),
                     output=item.get("output", ""),
+                    missing=bool(item.get("missing", False)),
                 )
 
 

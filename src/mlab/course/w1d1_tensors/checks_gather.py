@@ -9,20 +9,14 @@ from torch import Tensor
 
 from mlab.course.engine.checks import Namespace, check
 from mlab.errors import ShapeError
-from mlab.testing import assert_close, assert_equal, assert_raises, case
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.randn(*shape, generator=_gen(seed), dtype=dtype)
-
-
-def _randint(high: int, *shape: int, seed: int) -> Tensor:
-    return torch.randint(high, shape, generator=_gen(seed))
-
+from mlab.testing import (
+    assert_close,
+    assert_equal,
+    assert_raises,
+    case,
+    randint,
+    randn,
+)
 
 # ----------------------------------------------------------------------------------------------
 # label_logprobs
@@ -31,10 +25,10 @@ def _randint(high: int, *shape: int, seed: int) -> Tensor:
 @check("label_logprobs")
 def label_logprobs_match_indexing(ns: Namespace) -> None:
     cases = [
-        ("5 rows, 7 classes", _randn(5, 7, seed=0).log_softmax(1), _randint(7, 5, seed=1)),
-        ("3 rows, 1 class", _randn(3, 1, seed=2).log_softmax(1), torch.zeros(3, dtype=torch.long)),
-        ("1 row, 4 classes", _randn(1, 4, seed=3), torch.tensor([3])),
-        ("a transposed (non-contiguous) 4x6", _randn(6, 4, seed=4).t(), torch.tensor([5, 0, 2, 2])),
+        ("5 rows, 7 classes", randn(5, 7, seed=0).log_softmax(1), randint(0, 7, 5, seed=1)),
+        ("3 rows, 1 class", randn(3, 1, seed=2).log_softmax(1), torch.zeros(3, dtype=torch.long)),
+        ("1 row, 4 classes", randn(1, 4, seed=3), torch.tensor([3])),
+        ("a transposed (non-contiguous) 4x6", randn(6, 4, seed=4).t(), torch.tensor([5, 0, 2, 2])),
         ("an empty batch", torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
     ]
     for what, logprobs, labels in cases:
@@ -62,7 +56,7 @@ def label_logprobs_rejects_bad_shapes(ns: Namespace) -> None:
 
 @check("select_submatrix")
 def submatrix_matches_indexing(ns: Namespace) -> None:
-    x = _randn(4, 6, seed=10)
+    x = randn(4, 6, seed=10)
     cases = [
         ("repeated rows, two columns", x, torch.tensor([3, 0, 3]), torch.tensor([5, 1])),
         ("one row, all columns reversed", x, torch.tensor([2]), torch.arange(5, -1, -1)),
@@ -85,13 +79,13 @@ def submatrix_matches_indexing(ns: Namespace) -> None:
 
 @check("embedding_lookup")
 def embedding_matches_torch(ns: Namespace) -> None:
-    weight = _randn(10, 3, seed=20)
+    weight = randn(10, 3, seed=20)
     cases = [
-        ("ids of shape (2, 5)", weight, _randint(10, 2, 5, seed=21)),
+        ("ids of shape (2, 5)", weight, randint(0, 10, 2, 5, seed=21)),
         ("ids 0 and vocab - 1", weight, torch.tensor([0, 9, 9, 0])),
         ("a 0-dimensional id", weight, torch.tensor(4)),
         ("ids of shape (2, 0)", weight, torch.zeros(2, 0, dtype=torch.long)),
-        ("a (non-contiguous) 3x4 table", _randn(4, 3, seed=22).t(), torch.tensor([[2, 1], [0, 2]])),
+        ("a (non-contiguous) 3x4 table", randn(4, 3, seed=22).t(), torch.tensor([[2, 1], [0, 2]])),
     ]
     for what, w, ids in cases:
         with case(what, weight=w, ids=ids):
@@ -113,7 +107,7 @@ def embedding_rejects_out_of_range_ids(ns: Namespace) -> None:
 @check("one_hot_scatter")
 def one_hot_matches_functional(ns: Namespace) -> None:
     cases = [
-        ("6 labels, 4 classes", _randint(4, 6, seed=30), 4),
+        ("6 labels, 4 classes", randint(0, 4, 6, seed=30), 4),
         ("labels 0 and num_classes - 1", torch.tensor([0, 4, 0]), 5),
         ("one class", torch.zeros(3, dtype=torch.long), 1),
         ("a stepped (non-contiguous) slice", torch.tensor([1, 9, 0, 9, 2, 9])[::2], 3),
@@ -145,15 +139,15 @@ def segment_sum_matches_masked_sums(ns: Namespace) -> None:
     cases = [
         (
             "7 rows of 3 features, 6 segments (some empty)",
-            _randn(7, 3, seed=40, dtype=torch.float64),
-            _randint(4, 7, seed=41),
+            randn(7, 3, seed=40, dtype=torch.float64),
+            randint(0, 4, 7, seed=41),
             6,
         ),
-        ("1-D values", _randn(5, seed=42), torch.tensor([2, 0, 2, 2, 1]), 3),
+        ("1-D values", randn(5, seed=42), torch.tensor([2, 0, 2, 2, 1]), 3),
         ("integer values", torch.tensor([[1, 2], [3, 4], [5, 6]]), torch.tensor([1, 1, 0]), 2),
         (
             "a transposed (non-contiguous) 4x2",
-            _randn(2, 4, seed=43).t(),
+            randn(2, 4, seed=43).t(),
             torch.tensor([0, 1, 0, 0]),
             2,
         ),
@@ -182,20 +176,20 @@ def segment_max_matches_masked_max(ns: Namespace) -> None:
     cases = [
         (
             "9 rows of 2 features, 5 segments (some empty)",
-            _randn(9, 2, seed=50),
-            _randint(3, 9, seed=51),
+            randn(9, 2, seed=50),
+            randint(0, 3, 9, seed=51),
             5,
         ),
         (
             "all negative, float64, 3 features",
-            -_randn(6, 3, seed=52, dtype=torch.float64).abs() - 1,
+            -randn(6, 3, seed=52, dtype=torch.float64).abs() - 1,
             torch.tensor([1, 1, 0, 2, 2, 1]),
             3,
         ),
         ("ties, 1 feature", torch.tensor([[2.0], [2.0], [-1.0]]), torch.tensor([0, 0, 1]), 2),
         (
             "a transposed (non-contiguous) 4x3",
-            _randn(3, 4, seed=53).t(),
+            randn(3, 4, seed=53).t(),
             torch.tensor([1, 0, 1, 1]),
             2,
         ),
@@ -219,17 +213,17 @@ def gather_positions_matches_indexing(ns: Namespace) -> None:
     cases = [
         (
             "batch 2, seq 5, d_model 3, 4 positions",
-            _randn(2, 5, 3, seed=60),
-            _randint(5, 2, 4, seed=61),
+            randn(2, 5, 3, seed=60),
+            randint(0, 5, 2, 4, seed=61),
         ),
-        ("batch 1, seq 6, d_model 2", _randn(1, 6, 2, seed=62), torch.tensor([[5, 0, 5]])),
-        ("seq 2, d_model 7", _randn(3, 2, 7, seed=63), torch.tensor([[1], [0], [1]])),
+        ("batch 1, seq 6, d_model 2", randn(1, 6, 2, seed=62), torch.tensor([[5, 0, 5]])),
+        ("seq 2, d_model 7", randn(3, 2, 7, seed=63), torch.tensor([[1], [0], [1]])),
         (
             "a permuted (non-contiguous) x",
-            _randn(3, 2, 5, seed=64).permute(1, 2, 0),
+            randn(3, 2, 5, seed=64).permute(1, 2, 0),
             torch.tensor([[4, 0], [1, 1]]),
         ),
-        ("no positions", _randn(3, 4, 2, seed=65), torch.zeros(3, 0, dtype=torch.long)),
+        ("no positions", randn(3, 4, 2, seed=65), torch.zeros(3, 0, dtype=torch.long)),
     ]
     for what, x, positions in cases:
         with case(what, x=x, positions=positions):

@@ -16,25 +16,16 @@ from mlab.testing import (
     assert_not_shares_storage,
     assert_raises,
     assert_shares_storage,
+    assert_unchanged,
     case,
     expect,
+    generator,
 )
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _assert_unchanged(x: Tensor, before: Tensor, what: str = "the input") -> None:
-    expect(
-        bool(torch.equal(x, before)),
-        f"{what} was modified in place; work on a new tensor (torch.where, or .clone() first)",
-    )
 
 
 def _matrices(seed: int) -> list[tuple[str, Tensor]]:
     """Matrices of varied shapes and layouts, values of both signs."""
-    g = _gen(seed)
+    g = generator(seed)
     base = torch.randn(9, 12, generator=g)
     return [
         ("a 3x5 matrix", base[:3, :5].clone()),
@@ -90,7 +81,7 @@ def centres_reject_bad_ranges(ns: Namespace) -> None:
 
 @check("outer_sum")
 def outer_sum_matches_numpy(ns: Namespace) -> None:
-    g = _gen(3)
+    g = generator(3)
     base = torch.randn(20, generator=g)
     for name, a, b in [
         ("a 3-vector and a 5-vector", base[:3].clone(), base[3:8].clone()),
@@ -122,7 +113,7 @@ def outer_sum_rejects_non_vectors(ns: Namespace) -> None:
 
 @check("every_other")
 def every_other_is_a_strided_view(ns: Namespace) -> None:
-    g = _gen(4)
+    g = generator(4)
     x3 = torch.randn(5, 4, 7, generator=g)
     tensors = [
         ("a 5x4x7 tensor", x3),
@@ -161,7 +152,7 @@ def every_other_rejects_bad_dims(ns: Namespace) -> None:
 
 @check("pick_elements")
 def picks_match_numpy_fancy_indexing(ns: Namespace) -> None:
-    g = _gen(5)
+    g = generator(5)
     for name, x in _matrices(5):
         r, c = x.shape
         for shape in [(6,), (2, 3), (1,), (0,)]:
@@ -171,7 +162,7 @@ def picks_match_numpy_fancy_indexing(ns: Namespace) -> None:
             with case(f"{name}, indices of shape {shape}", x=x, rows=rows, cols=cols):
                 got = ns.pick_elements(x, rows, cols)
                 assert_equal(got, torch.from_numpy(x.numpy()[rows.numpy(), cols.numpy()]))
-                _assert_unchanged(x, before)
+                assert_unchanged(x, before)
                 if got.numel():
                     assert_not_shares_storage(got, x)
 
@@ -197,7 +188,7 @@ def picks_reject_mismatched_indices(ns: Namespace) -> None:
 
 @check("replace_masked")
 def replace_matches_numpy_where(ns: Namespace) -> None:
-    g = _gen(6)
+    g = generator(6)
     for name, x in [
         *_matrices(6),
         ("a 2x3x4 tensor", torch.randn(2, 3, 4, generator=g)),
@@ -209,7 +200,7 @@ def replace_matches_numpy_where(ns: Namespace) -> None:
             with case(f"{name}, value={value}", x=x, mask=mask):
                 got = ns.replace_masked(x, mask, value)
                 assert_equal(got, torch.from_numpy(np.where(mask.numpy(), value, x.numpy())))
-                _assert_unchanged(x, before)
+                assert_unchanged(x, before)
                 if got.numel():
                     assert_not_shares_storage(got, x)
 
@@ -229,7 +220,7 @@ def replace_rejects_mismatched_mask(ns: Namespace) -> None:
 
 @check("flatten_batch")
 def flatten_matches_torch_flatten(ns: Namespace) -> None:
-    g = _gen(7)
+    g = generator(7)
     base = torch.randn(6, 4, 5, 2, generator=g)
     # (description, tensor, whether torch can flatten it without copying)
     cases = [
@@ -302,7 +293,7 @@ def column_major_rejects_non_matrices(ns: Namespace) -> None:
 
 @check("normalise_rows")
 def normalise_matches_torch_normalize(ns: Namespace) -> None:
-    g = _gen(9)
+    g = generator(9)
     extra = torch.randn(4, 3, generator=g) * 1000
     extra[1] = 0.0
     extra[2] = torch.tensor([1e-3, -2e-3, 0.0])
@@ -339,7 +330,7 @@ def _numpy_shift(x: np.ndarray, k: int, fill: float) -> np.ndarray:
 
 @check("shift_right")
 def shift_matches_numpy_roll_and_fill(ns: Namespace) -> None:
-    g = _gen(10)
+    g = generator(10)
     base = torch.randn(3, 14, generator=g)
     tensors = [
         ("a 6-vector", base[0, :6].clone()),
@@ -355,7 +346,7 @@ def shift_matches_numpy_roll_and_fill(ns: Namespace) -> None:
                 with case(f"{name}, k={k}, fill={fill}", x=x):
                     got = ns.shift_right(x, k, fill)
                     assert_equal(got, torch.from_numpy(_numpy_shift(x.numpy(), k, fill)))
-                    _assert_unchanged(x, before)
+                    assert_unchanged(x, before)
 
 
 @check("shift_right")

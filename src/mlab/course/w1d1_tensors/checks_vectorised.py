@@ -20,20 +20,12 @@ from mlab.testing import (
     assert_no_python_loop,
     assert_raises,
     case,
+    chi_square_p_value,
     expect,
+    generator,
+    randint,
+    randn,
 )
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.randn(*shape, generator=_gen(seed), dtype=dtype)
-
-
-def _randint(low: int, high: int, *shape: int, seed: int) -> Tensor:
-    return torch.randint(low, high, shape, generator=_gen(seed))
 
 
 def _no_loop(fn: Callable[..., Any], make_args: Callable[[int], tuple[Any, ...]]) -> None:
@@ -54,8 +46,8 @@ def _pairs_numpy(x: Tensor, target: int) -> Tensor:
 @check("two_sum_pairs")
 def two_sum_matches_numpy(ns: Namespace) -> None:
     cases = [
-        ("12 random integers in [-5, 5], target 0", _randint(-5, 6, 12, seed=0), 0),
-        ("12 random integers, target 3", _randint(-5, 6, 12, seed=1), 3),
+        ("12 random integers in [-5, 5], target 0", randint(-5, 6, 12, seed=0), 0),
+        ("12 random integers, target 3", randint(-5, 6, 12, seed=1), 3),
         ("x[i] + x[i] == target must not count", torch.tensor([1, 3, 2]), 4),
         ("all equal (every pair)", torch.tensor([2, 2, 2, 2]), 4),
         ("adjacent pairs only", torch.tensor([5, -5, 7, -7]), 0),
@@ -78,7 +70,7 @@ def two_sum_rejects_matrices(ns: Namespace) -> None:
 
 @check("two_sum_pairs")
 def two_sum_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.two_sum_pairs, lambda n: (_randint(0, 10, n, seed=n), 9))
+    _no_loop(ns.two_sum_pairs, lambda n: (randint(0, 10, n, seed=n), 9))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,12 +80,12 @@ def two_sum_has_no_python_loop(ns: Namespace) -> None:
 @check("running_max")
 def running_max_matches_cummax(ns: Namespace) -> None:
     cases = [
-        ("10 random floats", _randn(10, seed=10)),
+        ("10 random floats", randn(10, seed=10)),
         ("increasing", torch.arange(6.0)),
         ("decreasing", torch.arange(6.0).flip(0)),
         ("ties and negatives", torch.tensor([-3.0, -3.0, -5.0, -1.0, -1.0, -2.0])),
         ("integers", torch.tensor([2, 1, 4, 4, 0, 7, 3])),
-        ("a stepped (non-contiguous) slice", _randn(15, seed=11)[::3]),
+        ("a stepped (non-contiguous) slice", randn(15, seed=11)[::3]),
         ("one element", torch.tensor([-2.5])),
         ("empty", torch.zeros(0)),
     ]
@@ -104,7 +96,7 @@ def running_max_matches_cummax(ns: Namespace) -> None:
 
 @check("running_max")
 def running_max_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.running_max, lambda n: (_randn(n, seed=n),))
+    _no_loop(ns.running_max, lambda n: (randn(n, seed=n),))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,7 +106,7 @@ def running_max_has_no_python_loop(ns: Namespace) -> None:
 @check("bincount")
 def bincount_matches_torch(ns: Namespace) -> None:
     cases = [
-        ("20 values in [0, 7)", _randint(0, 7, 20, seed=20), 0),
+        ("20 values in [0, 7)", randint(0, 7, 20, seed=20), 0),
         ("minlength larger than max + 1", torch.tensor([1, 3, 1]), 9),
         ("minlength smaller than max + 1", torch.tensor([0, 5, 5]), 2),
         ("only zeros", torch.zeros(4, dtype=torch.long), 0),
@@ -136,7 +128,7 @@ def bincount_rejects_negatives(ns: Namespace) -> None:
 
 @check("bincount")
 def bincount_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.bincount, lambda n: (_randint(0, 10, n, seed=n), 0))
+    _no_loop(ns.bincount, lambda n: (randint(0, 10, n, seed=n), 0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,14 +142,14 @@ def histogram_matches_histc(ns: Namespace) -> None:
     cases = [
         (
             "100 values in [-1.5, 2.5], bins over [-1, 2]",
-            _randn(100, seed=30) * 1.2 + 0.5,
+            randn(100, seed=30) * 1.2 + 0.5,
             6,
             -1.0,
             2.0,
         ),
         ("values exactly on the edges and outside", edges, 6, -1.0, 2.0),
         ("one bin", edges, 1, -1.0, 2.0),
-        ("float64, [0.5, 4]", _randn(50, seed=31, dtype=torch.float64).abs() * 3, 7, 0.5, 4.0),
+        ("float64, [0.5, 4]", randn(50, seed=31, dtype=torch.float64).abs() * 3, 7, 0.5, 4.0),
         ("a stepped (non-contiguous) slice", edges[::2], 3, -1.0, 2.0),
         ("empty", torch.zeros(0), 4, 0.0, 1.0),
     ]
@@ -177,7 +169,7 @@ def histogram_rejects_bad_ranges(ns: Namespace) -> None:
 
 @check("histogram")
 def histogram_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.histogram, lambda n: (_randn(n, seed=n), 5, -1.0, 1.0))
+    _no_loop(ns.histogram, lambda n: (randn(n, seed=n), 5, -1.0, 1.0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,7 +179,7 @@ def histogram_has_no_python_loop(ns: Namespace) -> None:
 @check("count_uniques")
 def count_uniques_matches_torch_unique(ns: Namespace) -> None:
     cases = [
-        ("30 integers in [-3, 4)", _randint(-3, 4, 30, seed=40)),
+        ("30 integers in [-3, 4)", randint(-3, 4, 30, seed=40)),
         ("all equal", torch.full((5,), 7)),
         ("all distinct, unsorted", torch.tensor([4, -2, 9, 0])),
         ("floats with repeats", torch.tensor([0.5, -1.0, 0.5, 2.0, -1.0, 0.5])),
@@ -203,7 +195,7 @@ def count_uniques_matches_torch_unique(ns: Namespace) -> None:
 
 @check("count_uniques")
 def count_uniques_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.count_uniques, lambda n: (_randint(0, 6, n, seed=n),))
+    _no_loop(ns.count_uniques, lambda n: (randint(0, 6, n, seed=n),))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,13 +209,13 @@ def _topk_reference(logits: Tensor, labels: Tensor, k: int) -> float:
 
 @check("topk_accuracy")
 def topk_accuracy_matches_topk(ns: Namespace) -> None:
-    logits, labels = _randn(60, 7, seed=50), _randint(0, 7, 60, seed=51)
+    logits, labels = randn(60, 7, seed=50), randint(0, 7, 60, seed=51)
     for k in range(1, 8):
         with case(f"60 rows, 7 classes, k={k}", logits=logits, labels=labels):
             got = ns.topk_accuracy(logits, labels, k)
             expect(isinstance(got, float), f"expected a Python float, got {type(got).__name__}")
             assert_close(got, _topk_reference(logits, labels, k))
-    lt = _randn(5, 4, seed=52).t()
+    lt = randn(5, 4, seed=52).t()
     label = torch.tensor([0, 1, 2, 3])
     with case("a transposed (non-contiguous) 4x5, k=2", logits=lt, labels=label):
         assert_close(ns.topk_accuracy(lt, label, 2), _topk_reference(lt, label, 2))
@@ -263,7 +255,7 @@ def topk_accuracy_rejects_bad_k(ns: Namespace) -> None:
 
 @check("topk_accuracy")
 def topk_accuracy_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.topk_accuracy, lambda n: (_randn(n, 5, seed=n), _randint(0, 5, n, seed=n), 2))
+    _no_loop(ns.topk_accuracy, lambda n: (randn(n, 5, seed=n), randint(0, 5, n, seed=n), 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,17 +267,17 @@ def distances_match_cdist(ns: Namespace) -> None:
     cases = [
         (
             "4x3 and 5x3, float64",
-            _randn(4, 3, seed=60, dtype=torch.float64),
-            _randn(5, 3, seed=61, dtype=torch.float64),
+            randn(4, 3, seed=60, dtype=torch.float64),
+            randn(5, 3, seed=61, dtype=torch.float64),
         ),
-        ("6x2 and 2x2, float32", _randn(6, 2, seed=62), _randn(2, 2, seed=63)),
+        ("6x2 and 2x2, float32", randn(6, 2, seed=62), randn(2, 2, seed=63)),
         ("a point to itself", torch.tensor([[1.0, -2.0]]), torch.tensor([[1.0, -2.0]])),
         (
             "transposed (non-contiguous) inputs",
-            _randn(3, 4, seed=64).t(),
-            _randn(3, 2, seed=65).t(),
+            randn(3, 4, seed=64).t(),
+            randn(3, 2, seed=65).t(),
         ),
-        ("no rows in x", torch.zeros(0, 3), _randn(2, 3, seed=66)),
+        ("no rows in x", torch.zeros(0, 3), randn(2, 3, seed=66)),
     ]
     for what, x, y in cases:
         with case(what, x=x, y=y):
@@ -297,7 +289,7 @@ def distances_match_cdist(ns: Namespace) -> None:
 def distances_of_points_to_themselves_are_zero_not_nan(ns: Namespace) -> None:
     # In float32, ||a||^2 + ||a||^2 - 2 a.a rounds below zero for some of these rows; a
     # square root of it would be NaN.
-    x = 3 * _randn(20, 5, seed=0)
+    x = 3 * randn(20, 5, seed=0)
     with case("20 float32 points against themselves", x=x):
         got = ns.pairwise_distances(x, x)
         expect(
@@ -317,7 +309,7 @@ def distances_reject_mismatched_features(ns: Namespace) -> None:
 
 @check("pairwise_distances")
 def distances_have_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.pairwise_distances, lambda n: (_randn(n, 3, seed=n), _randn(n, 3, seed=n + 1)))
+    _no_loop(ns.pairwise_distances, lambda n: (randn(n, 3, seed=n), randn(n, 3, seed=n + 1)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,18 +345,18 @@ def inverse_cdf_picks_the_right_class(ns: Namespace) -> None:
         ),
         (
             "random u, 6 rows of 5 classes",
-            torch.rand(6, 5, generator=_gen(55)),
-            torch.rand(6, 9, generator=_gen(56)),
+            torch.rand(6, 5, generator=generator(55)),
+            torch.rand(6, 9, generator=generator(56)),
         ),
         (
             "float64, one class",
             torch.ones(2, 1, dtype=torch.float64),
-            torch.rand(2, 3, generator=_gen(57), dtype=torch.float64),
+            torch.rand(2, 3, generator=generator(57), dtype=torch.float64),
         ),
         (
             "a transposed (non-contiguous) probs",
-            torch.rand(4, 3, generator=_gen(58)).t(),
-            torch.rand(3, 4, generator=_gen(59)),
+            torch.rand(4, 3, generator=generator(58)).t(),
+            torch.rand(3, 4, generator=generator(59)),
         ),
         ("no samples", probs, torch.zeros(3, 0)),
     ]
@@ -393,7 +385,10 @@ def inverse_cdf_rejects_bad_input(ns: Namespace) -> None:
 def inverse_cdf_has_no_python_loop(ns: Namespace) -> None:
     _no_loop(
         ns.categorical_from_uniform,
-        lambda n: (torch.rand(n, 4, generator=_gen(n)), torch.rand(n, 3, generator=_gen(n + 1))),
+        lambda n: (
+            torch.rand(n, 4, generator=generator(n)),
+            torch.rand(n, 3, generator=generator(n + 1)),
+        ),
     )
 
 
@@ -410,23 +405,10 @@ _PROBS = torch.tensor(
 )
 
 
-def _chi_square_p_value(counts: Tensor, probs: Tensor) -> float:
-    """The p-value of Pearson's chi-square goodness-of-fit test over the classes of nonzero
-    probability: the chance of a fit this bad if the samples did follow ``probs``."""
-    keep = probs > 0
-    expected = probs[keep] / probs.sum() * counts.sum()
-    observed = counts[keep].to(expected.dtype)
-    if keep.sum() < 2:
-        return 1.0
-    stat = ((observed - expected) ** 2 / expected).sum()
-    df = torch.tensor(float(keep.sum() - 1), dtype=torch.float64)
-    return float(torch.special.gammaincc(df / 2, stat.to(torch.float64) / 2))
-
-
 @check("sample_categorical")
 def samples_have_shape_dtype_and_range(ns: Namespace) -> None:
     with case("5 rows of 4 classes, 7 samples each", probs=_PROBS):
-        out = ns.sample_categorical(_PROBS, 7, _gen(0))
+        out = ns.sample_categorical(_PROBS, 7, generator(0))
         assert_equal(tuple(out.shape), (5, 7), what="shape")
         assert_equal(out.dtype, torch.int64, what="dtype")
         expect(bool(((out >= 0) & (out < 4)).all()), f"samples outside 0..3: {out.tolist()}")
@@ -437,7 +419,7 @@ def samples_have_shape_dtype_and_range(ns: Namespace) -> None:
 @check("sample_categorical")
 def samples_follow_the_distribution(ns: Namespace) -> None:
     n = 20_000
-    samples = ns.sample_categorical(_PROBS, n, _gen(1))
+    samples = ns.sample_categorical(_PROBS, n, generator(1))
     for row, probs in enumerate(_PROBS):
         with case(f"row {row} of probs, {n} samples with generator seed 1", probs=probs):
             counts = torch.bincount(samples[row], minlength=4)
@@ -447,7 +429,7 @@ def samples_follow_the_distribution(ns: Namespace) -> None:
                 f"classes of probability 0 were drawn: counts {counts.tolist()} for probs "
                 f"{probs.tolist()}",
             )
-            p = _chi_square_p_value(counts, probs)
+            p = chi_square_p_value(counts, probs)
             expect(
                 p >= 1e-3,
                 f"counts {counts.tolist()} do not fit probs {probs.tolist()} (normalised by "
@@ -459,25 +441,27 @@ def samples_follow_the_distribution(ns: Namespace) -> None:
 def samples_come_from_the_generator(ns: Namespace) -> None:
     probs = _PROBS[:1]
     with case("two generators with the same seed", probs=probs):
-        a = ns.sample_categorical(probs, 50, _gen(7))
-        b = ns.sample_categorical(probs, 50, _gen(7))
+        a = ns.sample_categorical(probs, 50, generator(7))
+        b = ns.sample_categorical(probs, 50, generator(7))
         assert_equal(a, b, what="second draw")
-        c = ns.sample_categorical(probs, 50, _gen(8))
+        c = ns.sample_categorical(probs, 50, generator(8))
         expect(not torch.equal(a, c), "generators with seeds 7 and 8 gave identical samples")
 
 
 @check("sample_categorical")
 def sampling_rejects_bad_probs(ns: Namespace) -> None:
     with case("1-D probs", probs=_PROBS[0]):
-        assert_raises(ns.sample_categorical, _PROBS[0], 3, _gen(0), exc=ShapeError)
+        assert_raises(ns.sample_categorical, _PROBS[0], 3, generator(0), exc=ShapeError)
     bad = torch.tensor([[0.5, -0.1, 0.6]])
     with case("a negative probability", probs=bad):
-        assert_raises(ns.sample_categorical, bad, 3, _gen(0), exc=ValueError)
+        assert_raises(ns.sample_categorical, bad, 3, generator(0), exc=ValueError)
 
 
 @check("sample_categorical")
 def sampling_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.sample_categorical, lambda n: (torch.rand(n, 4, generator=_gen(n)), n, _gen(0)))
+    _no_loop(
+        ns.sample_categorical, lambda n: (torch.rand(n, 4, generator=generator(n)), n, generator(0))
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,15 +470,15 @@ def sampling_has_no_python_loop(ns: Namespace) -> None:
 
 @check("moving_average")
 def moving_average_matches_convolve(ns: Namespace) -> None:
-    x = _randn(10, seed=70, dtype=torch.float64)
+    x = randn(10, seed=70, dtype=torch.float64)
     cases = [
         *[(f"10 values, window {w}", x, w) for w in (1, 3, 4, 10)],
         ("a stepped (non-contiguous) slice, window 2", x[::3], 2),
-        ("float32, window 5", _randn(40, seed=71) + 3, 5),
-        ("3 rows of 6, window 2", _randn(3, 6, seed=72, dtype=torch.float64), 2),
+        ("float32, window 5", randn(40, seed=71) + 3, 5),
+        ("3 rows of 6, window 2", randn(3, 6, seed=72, dtype=torch.float64), 2),
         (
             "a (2, 3, 5) batch, transposed (non-contiguous), window 4",
-            _randn(2, 5, 3, seed=73, dtype=torch.float64).transpose(1, 2),
+            randn(2, 5, 3, seed=73, dtype=torch.float64).transpose(1, 2),
             4,
         ),
     ]
@@ -518,7 +502,7 @@ def moving_average_rejects_bad_windows(ns: Namespace) -> None:
 
 @check("moving_average")
 def moving_average_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.moving_average, lambda n: (_randn(n, seed=n), 4))
+    _no_loop(ns.moving_average, lambda n: (randn(n, seed=n), 4))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -532,7 +516,7 @@ def _first_nonzero_numpy(x: Tensor) -> Tensor:
 
 @check("first_nonzero")
 def first_nonzero_matches_numpy(ns: Namespace) -> None:
-    m = _randint(-1, 2, 5, 7, seed=80) * _randint(0, 2, 5, 7, seed=81)
+    m = randint(-1, 2, 5, 7, seed=80) * randint(0, 2, 5, 7, seed=81)
     m[2] = 0  # a row of zeros
     m[3, 0] = 1  # a row starting with a nonzero
     cases = [
@@ -559,7 +543,7 @@ def first_nonzero_rejects_non_matrices(ns: Namespace) -> None:
 
 @check("first_nonzero")
 def first_nonzero_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.first_nonzero, lambda n: (_randint(0, 2, n, 6, seed=n),))
+    _no_loop(ns.first_nonzero, lambda n: (randint(0, 2, n, 6, seed=n),))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -569,12 +553,12 @@ def first_nonzero_has_no_python_loop(ns: Namespace) -> None:
 @check("inverse_permutation")
 def inverse_matches_argsort(ns: Namespace) -> None:
     cases = [
-        ("a random permutation of 10", torch.randperm(10, generator=_gen(90))),
+        ("a random permutation of 10", torch.randperm(10, generator=generator(90))),
         ("the reversal", torch.arange(6).flip(0)),
         ("the identity", torch.arange(4)),
         (
             "a (non-contiguous) column of a matrix",
-            torch.stack([torch.randperm(5, generator=_gen(91)), torch.arange(5)], dim=1)[:, 0],
+            torch.stack([torch.randperm(5, generator=generator(91)), torch.arange(5)], dim=1)[:, 0],
         ),
         ("one element", torch.tensor([0])),
         ("empty", torch.zeros(0, dtype=torch.long)),
@@ -594,4 +578,4 @@ def inverse_rejects_non_permutations(ns: Namespace) -> None:
 
 @check("inverse_permutation")
 def inverse_has_no_python_loop(ns: Namespace) -> None:
-    _no_loop(ns.inverse_permutation, lambda n: (torch.randperm(n, generator=_gen(n)),))
+    _no_loop(ns.inverse_permutation, lambda n: (torch.randperm(n, generator=generator(n)),))
