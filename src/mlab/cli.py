@@ -264,6 +264,45 @@ def mutants(
     raise typer.Exit(0 if report.score >= MIN_SCORE and not report.problems else 1)
 
 
+demo_app = typer.Typer(
+    help="Demos that draw pictures from the library's code.", no_args_is_help=True
+)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("cppn")
+def demo_cppn(
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random network: the picture's identity.")
+    ] = 0,
+    size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 512,
+    out: Annotated[Path, typer.Option(help="The PNG file to write.")] = Path("cppn.png"),
+) -> None:
+    """Draw a picture with a randomly initialised network mapping (x, y, r) to RGB (a CPPN)."""
+    from mlab.tensor.cppn import demo
+
+    path = demo(seed=seed, size=size, out=out)
+    console.print(f"Wrote [bold]{path}[/bold] ({size}x{size}, seed {seed}).")
+
+
+@demo_app.command("raytrace")
+def demo_raytrace(
+    out: Annotated[Path, typer.Option(help="The PNG file to write.")] = Path("raytrace.png"),
+    size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 256,
+    mesh: Annotated[
+        str, typer.Option(help="A built-in mesh: icosphere, cube, or scene (several shapes).")
+    ] = "scene",
+    stl: Annotated[
+        Path | None, typer.Option(help="Render this STL file (binary or ASCII) instead.")
+    ] = None,
+) -> None:
+    """Render a mesh to a shaded depth image with the batched ray tracer."""
+    from mlab.tensor.raytrace import demo
+
+    path = demo(out=out, size=size, mesh=mesh, stl=stl)
+    console.print(f"Wrote [bold]{path}[/bold] ({size}x{size}).")
+
+
 def main() -> None:
     """Entry point: turn mlab's own errors into a message and exit code 2, not a traceback."""
     try:
