@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks import bench_w1d1_vectorised
+from benchmarks import bench_w1d1_vectorised, bench_w1d2_logistic
 
-BENCHMARKS = [bench_w1d1_vectorised]
+BENCHMARKS = [bench_w1d1_vectorised, bench_w1d2_logistic]
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ MODULES = [
     "mlab.tensor.gather",
     "mlab.tensor.einsum_einops",
     "mlab.tensor.vectorised",
+    "mlab.tensor.cppn",
+    "mlab.images",
 ]
 
 

@@ -4,6 +4,7 @@ which value, what was expected, and the fix."""
 __all__ = [
     "ConfigError",
     "CourseError",
+    "DataError",
     "MismatchError",
     "MlabError",
     "ShapeError",
@@ -24,6 +25,11 @@ class ConfigError(MlabError, ValueError):
 
 class CourseError(MlabError):
     """A course command cannot do what was asked (unknown day, missing workspace file, ...)."""
+
+
+class DataError(MlabError):
+    """A data file or data set is missing, corrupt or not what was expected (bad magic number,
+    truncated file, failed checksum, no copy found and no network to download one)."""
 
 
 class MismatchError(MlabError, AssertionError):
