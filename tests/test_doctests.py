@@ -19,6 +19,9 @@ MODULES = [
     "mlab.tensor.vectorised",
     "mlab.tensor.cppn",
     "mlab.images",
+    "mlab.data.idx",
+    "mlab.data.batching",
+    "mlab.data.datasets",
 ]
 
 

@@ -39,11 +39,13 @@ def test_closed_form_and_gradient_descent_agree() -> None:
     g = generator(0)
     x = torch.randn(200, 5, generator=g, dtype=torch.float64)
     y = x @ torch.randn(5, generator=g, dtype=torch.float64) + 2.0
+    y += 0.5 * torch.randn(200, generator=g, dtype=torch.float64)  # a loss floor well above 0
     w, b = regression.linear_regression_closed_form(x, y)
     w_gd, b_gd, losses = regression.fit_linear_regression_gd(x, y, lr=0.2, steps=400)
     assert_close(w_gd, w, rtol=1e-6, atol=1e-8)
     assert_close(b_gd, b, rtol=1e-6, atol=1e-8)
-    assert bool((losses[1:] <= losses[:-1]).all()), "full-batch GD on a convex loss never rises"
+    rises = losses[1:] - losses[:-1]
+    assert rises.max() < 1e-12, "full-batch GD with a small rate on a convex loss never rises"
 
 
 @pytest.mark.slow

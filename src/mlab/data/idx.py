@@ -103,7 +103,7 @@ def decode_idx(data: bytes) -> Shaped[Tensor, "*shape"]:
     is shorter than header + prod(shape) * itemsize ("truncated") or longer ("trailing bytes").
 
     >>> decode_idx(bytes([0, 0, 0x0B, 1, 0, 0, 0, 2, 0x01, 0x02, 0xFF, 0xFE]))
-    tensor([ 258,   -2], dtype=torch.int16)
+    tensor([258,  -2], dtype=torch.int16)
     """
     dtype, shape, offset = parse_idx_header(data)
     expected = offset + math.prod(shape) * dtype.itemsize

@@ -72,14 +72,14 @@ def camera_rays(
             f"height={height}, width={width}, fov_degrees={fov_degrees}: need at least one "
             "pixel each way and a field of view strictly between 0 and 180 degrees"
         )
-    forward = torch.nn.functional.normalize(target - eye, dim=0)
+    forward = target - eye
     right = torch.linalg.cross(forward, eye.new_tensor([0.0, 1.0, 0.0]))
-    if bool(right.norm() < 1e-6):
+    if not right.any():
         raise ValueError(
             f"eye={eye.tolist()}, target={target.tolist()}: the view direction is zero or "
             "straight up/down, so 'right' is undefined; move the target sideways a little"
         )
-    right = right / right.norm()
+    forward, right = forward / forward.norm(), right / right.norm()
     up = torch.linalg.cross(right, forward)
     half = math.tan(math.radians(fov_degrees) / 2)
     ys = (1 - (2 * torch.arange(height, dtype=eye.dtype) + 1) / height) * half
@@ -154,7 +154,7 @@ def ray_mesh_distances(
     ``(tris, 3, 3)``.
     """
     _check_rays(origins, directions)
-    if triangles.ndim != 3 or triangles.shape[1:] != (3, 3):
+    if triangles.shape[1:] != (3, 3):
         raise ShapeError(
             f"triangles has shape {tuple(triangles.shape)}; expected (tris, 3, 3): three "
             "vertices of three coordinates each"
@@ -190,7 +190,9 @@ def nearest_hits(
         raise ValueError(f"chunk_size={chunk_size}: process at least 1 ray per chunk")
     t = torch.full((len(origins),), torch.inf, dtype=origins.dtype)
     index = torch.full((len(origins),), -1)
-    for start in range(0, len(origins) if len(triangles) else 0, chunk_size):
+    if len(triangles) == 0:
+        return t, index
+    for start in range(0, len(origins), chunk_size):
         end = start + chunk_size
         t[start:end], index[start:end] = ray_mesh_distances(
             origins[start:end], directions[start:end], triangles

@@ -91,7 +91,7 @@ def linear_regression_closed_form(
     if ridge == 0 and n < d + bias:
         raise ShapeError(
             f"x has shape {tuple(x.shape)}: {n} rows cannot determine {d + bias} unknowns "
-            "(d weights plus the bias); use more rows or ridge > 0"
+            f"({d} weights{' and a bias' if bias else ''}); use more rows or ridge > 0"
         )
     x_mean = x.mean(dim=0) if bias else x.new_zeros(d)
     xc = x - x_mean

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlab.course.engine.checks import Namespace, check
-from mlab.errors import ShapeError
+from mlab.errors import MismatchError, ShapeError
 from mlab.testing import (
     assert_close,
     assert_raises,
@@ -128,7 +128,7 @@ def closed_form_matches_lstsq(ns: Namespace) -> None:
         ("50x1, bias", *_regression_problem(50, 1, seed=2), True),
         ("6x5, bias: exactly as many rows as unknowns", *_regression_problem(6, 5, seed=4), True),
         (
-            "30x4 with condition number 1e3, bias",
+            "30x4 with condition number about 7e3 (normal equations: 4e7), bias",
             x_ill,
             x_ill @ torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=f64) + 4.0,
             True,
@@ -541,6 +541,19 @@ def _torch_softmax_sgd(
     return w.detach(), b.detach(), torch.tensor(losses, dtype=x.dtype)
 
 
+def _locate_batch(err: MismatchError, n: int, batch_size: int) -> None:
+    """Add a note saying in which epoch and batch the losses first differ."""
+    index = getattr(err, "details", {}).get("first_index", "")
+    if index.startswith("[") and index[1:-1].isdigit():
+        per_epoch = -(-n // batch_size)
+        epoch, batch = divmod(int(index[1:-1]), per_epoch)
+        err.add_note(
+            f"the first differing loss is batch {batch} of epoch {epoch} ({per_epoch} batches "
+            "per epoch): if epoch 0 matches, check the new permutation and the decayed rate of "
+            "every later epoch"
+        )
+
+
 @check("train_softmax_regression")
 def training_follows_torch_sgd(ns: Namespace) -> None:
     g = generator(80)
@@ -566,7 +579,11 @@ def training_follows_torch_sgd(ns: Namespace) -> None:
                 xs, ys, k, epochs, lr, batch_size, generator(81), lr_decay=decay
             )
             ref = _torch_softmax_sgd(xs, ys, k, epochs, lr, batch_size, 81, decay)
-            assert_close(losses, ref[2], what="losses (one per batch)")
+            try:
+                assert_close(losses, ref[2], what="losses (one per batch)")
+            except MismatchError as err:
+                _locate_batch(err, xs.shape[0], batch_size)
+                raise
             assert_close(w, ref[0], what="w")
             assert_close(b, ref[1], what="b")
 
