@@ -87,18 +87,18 @@ def main() -> None:
     for col in ("model", "test accuracy", "train time", "time / torch"):
         table.add_column(col, justify="left" if col == "model" else "right")
     table.add_row(
-        "ours: train_softmax_regression (grads by hand)",
+        "ours (gradients by hand)",
         f"{ours_acc:.2%}",
         f"{ours_s:.2f} s (best of {REPEATS})",
         f"{ours_s / torch_s:.2f}x",
     )
     table.add_row(
-        "torch: nn.Linear + optim.SGD + F.cross_entropy",
+        "torch (nn.Linear, optim.SGD, autograd)",
         f"{torch_acc:.2%}",
         f"{torch_s:.2f} s (best of {REPEATS})",
         "",
     )
-    table.add_row("Zalando's logistic-regression baseline", f"≈ {BASELINE:.0%}", "", "")
+    table.add_row("Zalando's logistic regression", f"≈ {BASELINE:.0%}", "", "")
     Console().print(table)
     print(f"final training loss (last epoch's mean): {losses[-len(losses) // EPOCHS :].mean():.4f}")
     verdict = "reaches" if ours_acc >= BASELINE and ours_s <= 60 else "MISSES"

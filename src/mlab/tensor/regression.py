@@ -286,7 +286,8 @@ def train_softmax_regression(
     of ``x_train``'s dtype. In epoch ``e`` (counting from 0) the learning rate is
     ``lr * lr_decay ** e``. Each epoch shuffles the examples with
     ``torch.randperm(n, generator=generator)`` (one call per epoch) and cuts that permutation
-    into consecutive batches of ``batch_size`` indices (the last one may be smaller). For
+    into consecutive batches of ``batch_size`` indices (the last one may be smaller): the
+    batches ``minibatches(x_train, y_train, batch_size, generator=generator)`` gives. For
     each batch, take the loss and gradients from ``softmax_loss_and_grad`` and step
     ``w -= lr_e * grad_w``, ``b -= lr_e * grad_b``. ``losses`` holds each batch's loss (before
     its step), in order: ``epochs * ceil(n / batch_size)`` values of ``x_train``'s dtype.
