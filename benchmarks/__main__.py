@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks import bench_w1d1_vectorised, bench_w1d2_logistic
+from benchmarks import bench_w1d1_vectorised, bench_w1d2_logistic, bench_w1d2_raytrace
 
-BENCHMARKS = [bench_w1d1_vectorised, bench_w1d2_logistic]
+BENCHMARKS = [bench_w1d1_vectorised, bench_w1d2_logistic, bench_w1d2_raytrace]
 
 
 def main() -> None:

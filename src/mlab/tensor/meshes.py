@@ -18,6 +18,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -27,7 +28,7 @@ from mlab.errors import DataError, ShapeError
 __all__ = ["cube", "face_normals", "icosphere", "quad", "read_stl", "write_stl"]
 
 _HEADER = 80  # binary STL: 80-byte header, uint32 count, then 50 bytes per triangle
-_RECORD = struct.Struct("<12fH")
+_RECORD = struct.Struct("<12fH")  # normal, 3 vertices, attribute
 
 
 def _check_mesh(triangles: Tensor) -> None:
@@ -81,7 +82,9 @@ def icosphere(
     tris = _icosahedron()
     for _ in range(subdivisions):
         a, b, c = tris.unbind(dim=1)
-        ab, bc, ca = (torch.nn.functional.normalize(p + q, dim=-1) for p, q in ((a, b), (b, c), (c, a)))
+        ab, bc, ca = (
+            torch.nn.functional.normalize(p + q, dim=-1) for p, q in ((a, b), (b, c), (c, a))
+        )
         tris = torch.cat(
             [torch.stack(t, dim=1) for t in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))]
         )
@@ -120,7 +123,11 @@ def cube(size: float = 1.0, center: Sequence[float] = (0.0, 0.0, 0.0)) -> Float[
 
 
 def write_stl(
-    path: str | Path, triangles: Float[Tensor, "tris 3 3"], *, binary: bool = True, name: str = "mlab"
+    path: str | Path,
+    triangles: Float[Tensor, "tris 3 3"],
+    *,
+    binary: bool = True,
+    name: str = "mlab",
 ) -> Path:
     """Write a mesh as a binary (default) or ASCII STL file, with computed face normals."""
     _check_mesh(triangles)
@@ -134,11 +141,15 @@ def write_stl(
     lines = [f"solid {name}"]
     for row in rows.tolist():
         lines += [f"  facet normal {row[0]:.7g} {row[1]:.7g} {row[2]:.7g}", "    outer loop"]
-        lines += [f"      vertex {x:.9g} {y:.9g} {z:.9g}" for x, y, z in zip(*[iter(row[3:])] * 3)]
+        lines += [f"      vertex {x:.9g} {y:.9g} {z:.9g}" for x, y, z in _triples(row[3:])]
         lines += ["    endloop", "  endfacet"]
     lines.append(f"endsolid {name}")
     out.write_text("\n".join(lines) + "\n", encoding="ascii")
     return out
+
+
+def _triples(values: list[float]) -> list[tuple[float, float, float]]:
+    return [(values[i], values[i + 1], values[i + 2]) for i in range(0, len(values), 3)]
 
 
 def read_stl(path: str | Path) -> Float[Tensor, "tris 3 3"]:
@@ -150,7 +161,10 @@ def read_stl(path: str | Path) -> Float[Tensor, "tris 3 3"]:
     A malformed file raises :class:`mlab.errors.DataError` saying where and what was expected.
     """
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read the STL file {path}: {err.strerror}") from None
     if len(data) >= _HEADER + 4:
         (count,) = struct.unpack_from("<I", data, _HEADER)
         if len(data) == _HEADER + 4 + 50 * count:
@@ -170,8 +184,10 @@ def read_stl(path: str | Path) -> Float[Tensor, "tris 3 3"]:
 
 
 def _read_binary(data: bytes, count: int) -> Tensor:
-    values = [_RECORD.unpack_from(data, _HEADER + 4 + 50 * i)[3:12] for i in range(count)]
-    return torch.tensor(values, dtype=torch.float32).reshape(count, 3, 3)
+    # one record: normal (3 float32), three vertices (9 float32), a 2-byte attribute
+    record = np.dtype([("normal", "<f4", 3), ("vertices", "<f4", 9), ("attribute", "<u2")])
+    rows = np.frombuffer(data, dtype=record, count=count, offset=_HEADER + 4)
+    return torch.from_numpy(rows["vertices"].astype(np.float32)).reshape(count, 3, 3)
 
 
 def _read_ascii(data: bytes, path: Path) -> Tensor:
@@ -192,7 +208,9 @@ def _read_ascii(data: bytes, path: Path) -> Tensor:
     def take(*expected: str) -> str:
         nonlocal pos
         if pos == len(tokens):
-            raise DataError(f"{path}: file ends where {' or '.join(map(repr, expected))} was expected")
+            raise DataError(
+                f"{path}: file ends where {' or '.join(map(repr, expected))} was expected"
+            )
         word, line = tokens[pos]
         if expected and word.lower() not in expected:
             raise DataError(

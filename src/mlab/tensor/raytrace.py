@@ -104,15 +104,15 @@ def ray_sphere_distance(
     ``-b - sqrt(b^2 - c)`` if it is ``>= 0``, else the larger one (the origin is inside the
     sphere), and if that is negative too the sphere is behind the ray: a miss. A tangent ray
     (one double root) hits. Raise ``ShapeError`` unless origins and directions are both
-    ``(rays, 3)``.
+    ``(rays, 3)``: the helper ``_check_rays(origins, directions)`` does that.
     """
     _check_rays(origins, directions)
     oc = origins - center
     b = (directions * oc).sum(dim=1)
     disc = b * b - ((oc * oc).sum(dim=1) - radius**2)
-    near, far = -b - disc.sqrt(), -b + disc.sqrt()  # NaN where disc < 0: masked below
+    near, far = -b - disc.sqrt(), -b + disc.sqrt()  # NaN where disc < 0: no real root
     t = torch.where(near >= 0, near, far)
-    return torch.where((disc >= 0) & (t >= 0), t, torch.inf)
+    return torch.where(t >= 0, t, torch.inf)  # NaN >= 0 is False: a miss
 
 
 def ray_triangle_distance(
@@ -150,8 +150,8 @@ def ray_mesh_distances(
     triangle axis and the triangles a ray axis, so each of these is ``(rays, tris)`` (or
     ``(rays, tris, 3)`` before the dot products). A zero determinant yields inf or NaN, and
     every comparison with NaN is False: a miss without a special case. Output has the inputs'
-    dtype. Raise ``ShapeError`` unless origins and directions are ``(rays, 3)`` and triangles
-    ``(tris, 3, 3)``.
+    dtype. Raise ``ShapeError`` unless origins and directions are ``(rays, 3)`` (call
+    ``_check_rays(origins, directions)``) and triangles ``(tris, 3, 3)``.
     """
     _check_rays(origins, directions)
     if triangles.shape[1:] != (3, 3):
@@ -214,7 +214,7 @@ def lambert_shade(
     ``ambient + (1 - ambient) * max(0, n . l)``, where ``l = light / |light|`` is the unit
     direction towards the light and ``n`` is ``normals[k]`` turned to face the camera: negated
     when ``n . direction > 0`` (so both sides of a triangle are lit alike). Output has the
-    directions' dtype, values in ``[0, 1]``.
+    directions' dtype, values in ``[0, 1]`` (up to rounding).
     """
     n = normals[index]  # index -1 picks the last normal; those rays are masked below
     n = torch.where((n * directions).sum(dim=1, keepdim=True) > 0, -n, n)
@@ -232,10 +232,11 @@ def render(
     light: Float[Tensor, " 3"],
     ambient: float = 0.1,
 ) -> Float[Tensor, "height width"]:
-    """A greyscale picture of the mesh, values in ``[0, 1]``: one ray per pixel from
-    :func:`camera_rays`, the nearest hit of each (:func:`nearest_hits`), and the brightness
-    :func:`lambert_shade` gives with :func:`mlab.tensor.meshes.face_normals`, as a ``(height, width)`` image
-    (pixel ``(i, j)`` is ray ``i * width + j``)."""
+    """A greyscale picture of the mesh, values in ``[0, 1]`` (up to rounding): one ray per
+    pixel from :func:`camera_rays`, the nearest hit of each (:func:`nearest_hits`), and the
+    brightness :func:`lambert_shade` gives with the normals of
+    :func:`mlab.tensor.meshes.face_normals`, as a ``(height, width)`` image (pixel ``(i, j)``
+    is ray ``i * width + j``)."""
     origins, directions = camera_rays(height, width, fov_degrees, eye, target)
     _, index = nearest_hits(origins, directions, triangles)
     shade = lambert_shade(directions, index, face_normals(triangles), light, ambient)
@@ -274,7 +275,7 @@ def _demo_shapes(mesh: str, stl: Path | None) -> list[_Shape]:
         return [(_fit(read_stl(stl), 2.0), sand, None)]
     sphere: _Shape = (icosphere(3, center=(-0.6, 1.0, 0.0)), red, (-0.6, 1.0, 0.0))
     box: _Shape = (_turn(_fit(cube(), 1.1), 0.6, (1.3, 0.0, -0.5)), blue, None)
-    shapes = {
+    shapes: dict[str, list[_Shape]] = {
         "icosphere": [(icosphere(3, center=(0.2, 1.0, 0.0)), red, (0.2, 1.0, 0.0))],
         "cube": [(_turn(_fit(cube(), 1.6), 0.6, (0.2, 0.0, 0.0)), blue, None)],
         "scene": [sphere, box],
@@ -359,7 +360,9 @@ def render_scene(shapes: list[_Shape], size: int) -> Float[Tensor, "size size 3"
 
     checker = ((points[:, 0].floor() + points[:, 2].floor()) % 2)[:, None]
     floor_colour = 0.72 + 0.16 * checker
-    colour = torch.where((index >= n_floor)[:, None], floor_colour, albedo[index.clamp(max=n_floor - 1)])
+    colour = torch.where(
+        (index >= n_floor)[:, None], floor_colour, albedo[index.clamp(max=n_floor - 1)]
+    )
     shade = colour * (0.2 + 0.8 * cosine * lit)[:, None]
     mirror = light - 2 * (light * normals).sum(1, keepdim=True) * normals
     glint = (directions * mirror).sum(1).clamp(min=0) ** 40 * lit * (index < n_floor)
