@@ -3,7 +3,8 @@ need no imaging package. Supports 8-bit greyscale and RGB, which is all the cour
 
 The format: an 8-byte signature, then chunks (length, type, data, CRC-32). IHDR gives the
 size and colour type, IDAT holds the zlib-compressed scanlines (each prefixed by a filter
-byte; we write filter 4, "Paeth", and read all five), IEND ends the file. See the PNG specification, section 11.
+byte; we write filter 4, "Paeth", and read all five), IEND ends the file. See the PNG
+specification, section 11.
 """
 
 from __future__ import annotations
