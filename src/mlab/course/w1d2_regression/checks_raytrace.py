@@ -170,12 +170,13 @@ def _numpy_camera(h: int, w: int, fov: float, eye: Vec, target: Vec) -> np.ndarr
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     dirs = forward + grid_x[..., None] * right + grid_y[..., None] * up
     dirs = dirs.reshape(-1, 3)
-    return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    unit: np.ndarray = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    return unit
 
 
 @check("camera_rays")
 def camera_rays_match_an_independent_camera(ns: Namespace) -> None:
-    cases = [
+    cases: list[tuple[str, int, int, float, list[float], list[float]]] = [
         ("3x5 pixels, looking down -z from the origin", 3, 5, 60.0, [0, 0, 0], [0, 0, -1]),
         ("4x2 pixels, looking down +z, fov 90", 4, 2, 90.0, [0, 0, -3], [0, 0, 0]),
         ("5x7 pixels from above and to the side", 5, 7, 40.0, [2.0, 3.0, 4.0], [0.5, 0.2, -1]),
