@@ -6,7 +6,7 @@
 
 PYTHON ?= python3.11
 VENV   ?= .venv
-EXTRAS ?= dev
+EXTRAS ?= dev,nlp
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlab-installed
 # pytest workers: one per core, as CI has 2.

@@ -1,0 +1,1 @@
+"""Models assembled from mlab's own layers, with loaders for published weights."""
