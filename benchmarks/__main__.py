@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks import bench_w1d1_vectorised, bench_w1d2_logistic, bench_w1d2_raytrace
+from benchmarks import (
+    bench_w1d1_vectorised,
+    bench_w1d2_logistic,
+    bench_w1d2_raytrace,
+    bench_w1d3_conv,
+    bench_w1d3_resnet,
+)
 
-BENCHMARKS = [bench_w1d1_vectorised, bench_w1d2_logistic, bench_w1d2_raytrace]
+BENCHMARKS = [
+    bench_w1d1_vectorised,
+    bench_w1d2_logistic,
+    bench_w1d2_raytrace,
+    bench_w1d3_conv,
+    bench_w1d3_resnet,
+]
 
 
 def main() -> None:
