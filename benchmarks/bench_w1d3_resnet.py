@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 from unittest import mock
 
 import torch
@@ -43,7 +44,7 @@ ARCH = dict(
 EPOCHS, LR, BATCH_SIZE, WEIGHT_DECAY, SEED = 3, 0.1, 128, 5e-4, 0
 BAR = 0.90
 
-TORCH_LAYERS = dict(
+TORCH_LAYERS: dict[str, Any] = dict(
     AdaptiveAvgPool2d=nn.AdaptiveAvgPool2d,
     BatchNorm2d=nn.BatchNorm2d,
     Conv2d=nn.Conv2d,
@@ -60,7 +61,7 @@ def build_models() -> tuple[ResNet, ResNet]:
     ours = ResNet(**ARCH)  # type: ignore[arg-type]
     # resnet.py names its layers once, at import; building with torch.nn's in their place
     # gives the same module tree with torch's implementations.
-    with mock.patch.multiple(resnet, **TORCH_LAYERS):  # type: ignore[arg-type]
+    with mock.patch.multiple(resnet, **TORCH_LAYERS):
         theirs = ResNet(**ARCH)  # type: ignore[arg-type]
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
@@ -101,10 +102,9 @@ def train(
 @torch.no_grad()
 def test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    correct = sum(
-        int((model(xb).argmax(1) == yb).sum())
-        for xb, yb in zip(x.split(500), y.split(500), strict=True)
-    )
+    correct = 0
+    for xb, yb in zip(torch.split(x, 500), torch.split(y, 500), strict=True):
+        correct += int((model(xb).argmax(1) == yb).sum())
     return correct / len(y)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Literal
 
 import pytest
 import torch
@@ -179,9 +180,14 @@ def test_batchnorm_momentum_zero_keeps_running_stats() -> None:
 
 
 def test_init_functions_match_torch_with_a_generator() -> None:
+    gains: list[tuple[Literal["relu", "leaky_relu", "tanh"], float]] = [
+        ("relu", 0.0),
+        ("leaky_relu", 0.1),
+        ("tanh", 0.0),
+    ]
     for shape in ((30, 20), (8, 3, 5, 5)):
         for mode in ("fan_in", "fan_out"):
-            for nonlinearity, a in (("relu", 0.0), ("leaky_relu", 0.1), ("tanh", 0.0)):
+            for nonlinearity, a in gains:
                 got = init.kaiming_normal_(torch.empty(shape), a, mode, nonlinearity, generator(1))
                 want = nn.init.kaiming_normal_(
                     torch.empty(shape), a, mode, nonlinearity, generator=generator(1)

@@ -32,7 +32,7 @@ def _hf_config(name: str, num_labels: int = 10) -> ResNetConfig:
         depths=DEPTHS[name],
         hidden_sizes=[64, 128, 256, 512],
         embedding_size=64,
-        num_labels=num_labels,
+        num_labels=num_labels,  # type: ignore[call-arg]
     )
 
 
@@ -101,7 +101,7 @@ def test_pooled_features_match_hf_resnet_model() -> None:
     ref = hf(x_hf).pooler_output.flatten(1)  # (2, 512, 1, 1) -> (2, 512)
     assert_close(features[0], ref, rtol=1e-9, atol=1e-10, what="pooled features")
     weights = randn(*ref.shape, seed=6, dtype=f64)
-    (features[0] * weights).sum().backward()
+    (features[0] * weights).sum().backward()  # type: ignore[no-untyped-call]
     (ref * weights).sum().backward()
     assert_close(x_ours.grad, x_hf.grad, rtol=1e-7, atol=1e-10, what="grad of the input")
     _compare_grads(ours, hf)
@@ -197,7 +197,7 @@ def test_bad_torchvision_state_dict_names_the_keys(change: object, words: list[s
 
 
 def test_unknown_hf_name_raises() -> None:
-    with pytest.raises(DataError, match="layer.2"):
+    with pytest.raises(DataError, match=r"layer\.2"):
         hf_resnet_key("resnet.encoder.stages.0.layers.0.layer.2.convolution.weight")
 
 
@@ -221,10 +221,10 @@ def test_small_resnet_loss_falls_on_fashion_mnist() -> None:
         stem_stride=2,
         stem_pool=False,
     )
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(3):  # epochs of 8 batches of 64
-        for idx in torch.randperm(512, generator=generator(0)).split(64):
+    for _ in range(5):  # epochs of 8 batches of 64
+        for idx in torch.split(torch.randperm(512, generator=generator(0)), 64):
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]

@@ -107,7 +107,8 @@ class BasicBlock(Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        result: Tensor = self.relu(out + identity)
+        return result
 
 
 def make_stage(in_channels: int, out_channels: int, depth: int, stride: int = 1) -> Sequential:

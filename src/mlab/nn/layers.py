@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mlab.errors import ShapeError
 from mlab.nn import functional, init
+from mlab.nn.functional import IntPair, _pair
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -39,13 +40,6 @@ __all__ = [
     "ReLU",
     "Sequential",
 ]
-
-IntPair = int | tuple[int, int]
-
-
-def _pair(value: IntPair) -> tuple[int, int]:
-    """``3 -> (3, 3)``; a pair is returned as a tuple."""
-    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 def _expect_channels(x: Tensor, channels: int, layer: str, ndim: int | None = None) -> None:

@@ -97,7 +97,7 @@ def _matches_hf(
         assert_close(out, ref, what=f"{what} output in {mode} mode")
         weights = randn(*ref.shape, seed=99, dtype=f64)
         (out * weights).sum().backward()
-        (ref * weights).sum().backward()
+        (ref * weights).sum().backward()  # type: ignore[no-untyped-call]
         assert_close(xo.grad, xh.grad, what=f"gradient of the input in {mode} mode")
         for name, p in hf.named_parameters():
             assert_close(
@@ -256,7 +256,7 @@ def _hf_resnet(config: ResNetConfig, ours_kwargs: dict[str, Any], seed: int) -> 
             kernel_size=ours_kwargs["stem_kernel"],
             stride=ours_kwargs["stem_stride"],
         )
-        embed.pooler = nn.Identity()
+        embed.pooler = nn.Identity()  # type: ignore[assignment]
     return _randomise(hf, seed)
 
 
@@ -283,7 +283,7 @@ def resnet_without_max_pool_matches_hf(ns: Namespace) -> None:
     config = _config(depths=[1, 1], hidden_sizes=[4, 8], embedding_size=4, num_labels=5)
     torch.manual_seed(7)
     hf = ResNetForImageClassification(config)
-    hf.resnet.embedder.pooler = nn.Identity()
+    hf.resnet.embedder.pooler = nn.Identity()  # type: ignore[assignment]
     _randomise(hf, seed=7)
     x = randn(2, 3, 16, 16, seed=8, dtype=f64)
     with case("stem_pool=False (HF's stem without its pooler), 16x16", x=x):
@@ -300,10 +300,11 @@ def resnet_defaults_are_resnet18(ns: Namespace) -> None:
         model = ns.ResNet()
         names = {hf_resnet_key(k): tuple(v.shape) for k, v in hf.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        diff = sorted(set(got.items()) ^ set(names.items()))
         expect(
             got == names,
             "ResNet() should be ResNet18 for 3-channel images and 1000 classes; its "
-            f"parameters differ from HF's ResNet18 in {sorted(set(got.items()) ^ set(names.items()))}",
+            f"parameters differ from HF's ResNet18 in {diff}",
         )
 
 
@@ -324,7 +325,7 @@ def resnet_rejects_bad_stage_lists(ns: Namespace) -> None:
 # hf_resnet_key
 
 
-def _mapped_model(ns: Namespace, config: ResNetConfig) -> tuple[nn.Module, nn.Module]:
+def _mapped_model(ns: Namespace, config: Any) -> tuple[nn.Module, nn.Module]:
     """HF's model and a reference ResNet loaded through the learner's name map."""
     from mlab.models.resnet import ResNet
 
