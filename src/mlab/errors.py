@@ -8,6 +8,7 @@ __all__ = [
     "MismatchError",
     "MlabError",
     "ShapeError",
+    "StateDictError",
 ]
 
 
@@ -37,4 +38,11 @@ class MismatchError(MlabError, AssertionError):
 
     It is an ``AssertionError`` so pytest shows it as a failed assertion; the message carries
     every number needed to understand the difference, so it survives any re-raise.
+    """
+
+
+class StateDictError(MlabError, RuntimeError):
+    """A state dict does not fit a module: missing or unexpected keys, or a shape mismatch.
+
+    A ``RuntimeError``, as torch's ``load_state_dict`` raises; the message names every key.
     """
