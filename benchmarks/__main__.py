@@ -10,6 +10,7 @@ from benchmarks import (
     bench_w1d2_raytrace,
     bench_w1d3_conv,
     bench_w1d3_resnet,
+    bench_w1d4_autograd_mlp,
 )
 
 BENCHMARKS = [
@@ -18,6 +19,7 @@ BENCHMARKS = [
     bench_w1d2_raytrace,
     bench_w1d3_conv,
     bench_w1d3_resnet,
+    bench_w1d4_autograd_mlp,
 ]
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel
 
 from mlab.data import load_fashion_mnist, normalise_images
-from mlab.errors import DataError
+from mlab.errors import DataError, StateDictError
 from mlab.models.resnet import (
     ResNet,
     hf_resnet_key,
@@ -189,7 +189,7 @@ def test_bad_torchvision_state_dict_names_the_keys(change: object, words: list[s
     change(state)  # type: ignore[operator]
     model = resnet18()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(DataError) as info:
+    with pytest.raises(StateDictError) as info:
         load_checked_state_dict(model, state)
     for word in words:
         assert word in str(info.value)

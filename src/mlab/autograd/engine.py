@@ -133,34 +133,34 @@ class Tensor:
     # -- operators (the ops live in mlab.autograd.ops and mlab.autograd.functional) --------------
 
     def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, as_tensor(other))
+        return ops.add(self, as_tensor(other, self))
 
     def __radd__(self, other: Any) -> Tensor:
-        return ops.add(as_tensor(other), self)
+        return ops.add(as_tensor(other, self), self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, as_tensor(other))
+        return ops.sub(self, as_tensor(other, self))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(as_tensor(other), self)
+        return ops.sub(as_tensor(other, self), self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, as_tensor(other))
+        return ops.mul(self, as_tensor(other, self))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(as_tensor(other), self)
+        return ops.mul(as_tensor(other, self), self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, as_tensor(other))
+        return ops.div(self, as_tensor(other, self))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(as_tensor(other), self)
+        return ops.div(as_tensor(other, self), self)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul(self, as_tensor(other))
+        return ops.matmul(self, as_tensor(other, self))
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul(as_tensor(other), self)
+        return ops.matmul(as_tensor(other, self), self)
 
     def __pow__(self, exponent: float) -> Tensor:
         return ops.power(self, exponent)
@@ -191,7 +191,7 @@ class Tensor:
         return ops.transpose(self, dim0, dim1)
 
     @property
-    def T(self) -> Tensor:  # noqa: N802 (torch's name)
+    def T(self) -> Tensor:
         return ops.transpose(self, 0, 1)
 
     def exp(self) -> Tensor:
@@ -210,9 +210,18 @@ class Tensor:
         return functional.log_softmax(self, dim)
 
 
-def as_tensor(x: Any) -> Tensor:
-    """``x`` itself if it is a :class:`Tensor`, else a constant (a leaf not requiring grad)."""
-    return x if isinstance(x, Tensor) else Tensor(x)
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """``x`` itself if it is a :class:`Tensor`, else a constant (a leaf not requiring grad).
+
+    A Python number next to a floating-point tensor ``like`` takes its dtype, as torch's
+    scalars do: ``x * 0.5`` stays float32 for a float32 ``x`` (and 1.0001 stays exact in
+    float64, rather than being rounded to float32 first).
+    """
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (int, float)) and like is not None and like.data.is_floating_point():
+        return Tensor(torch.tensor(x, dtype=like.dtype, device=like.data.device))
+    return Tensor(x)
 
 
 def from_op(data: torch.Tensor, parents: tuple[Tensor, ...], backward_fn: BackwardFn) -> Tensor:
@@ -265,7 +274,8 @@ def backpropagate(root: Tensor, grad: torch.Tensor | None = None) -> None:
     ``grad`` is the gradient of some final scalar with respect to ``root``, of ``root``'s
     shape; it may be left out only when ``root`` has one element (then it is 1). Raise
     ``RuntimeError`` if ``root`` does not require grad, ``ShapeError`` if ``grad`` is left out
-    for a ``root`` of several elements or has the wrong shape.
+    for a ``root`` of several elements or has the wrong shape, and ``ValueError`` if a
+    ``backward_fn`` returns a different number of gradients than its tensor has parents.
 
     Walk :func:`topological_order` backwards: when a tensor's turn comes, every use of it has
     sent its gradient, so the sum of those is complete. Pass it to the tensor's

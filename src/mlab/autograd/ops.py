@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mlab.autograd.engine import Tensor, from_op
+from mlab.autograd.engine import Tensor, as_tensor, from_op
 from mlab.errors import ShapeError
 
 __all__ = [
@@ -44,9 +44,9 @@ def unbroadcast(grad: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torc
 
     Broadcasting copies values: along new leading dims, and along dims of size 1 in ``shape``.
     A copied value reaches the output in every copy, so its gradient is the sum over the
-    copies: sum ``grad`` over its leading ``grad.ndim - len(shape)`` dims, and with
-    ``keepdim`` over every dim where ``shape`` has size 1. A grad already of ``shape`` comes
-    back unchanged (no copy).
+    copies: sum ``grad`` over its leading ``grad.ndim - len(shape)`` dims and over every dim
+    where ``shape`` has size 1, and reshape the sum to ``shape``. A grad already of ``shape``
+    comes back unchanged (no copy).
 
     >>> unbroadcast(torch.ones(2, 3, 4), (3, 1)).tolist()
     [[8.0], [8.0], [8.0]]
@@ -55,13 +55,13 @@ def unbroadcast(grad: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torc
     grad, or a size that is neither 1 nor grad's size there).
     """
     lead = grad.ndim - len(shape)
-    if lead < 0 or any(n not in (1, m) for n, m in zip(shape, grad.shape[lead:], strict=True)):
+    if lead < 0 or any(n not in (1, grad.shape[lead + i]) for i, n in enumerate(shape)):
         raise ShapeError(
             f"a tensor of shape {tuple(shape)} does not broadcast to the gradient's shape "
             f"{tuple(grad.shape)}: the gradient cannot be reduced to it"
         )
     dims = [*range(lead), *(lead + i for i, n in enumerate(shape) if n == 1)]
-    return grad.sum(dim=dims, keepdim=True).reshape(shape) if dims else grad
+    return grad.sum(dim=dims).reshape(shape) if dims else grad
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,9 +119,7 @@ def div(a: Tensor, b: Tensor) -> Tensor:
     """
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return unbroadcast(grad / b.data, a.shape), unbroadcast(
-            -grad * a.data / b.data**2, b.shape
-        )
+        return unbroadcast(grad / b.data, a.shape), unbroadcast(-grad * a.data / b.data**2, b.shape)
 
     return from_op(a.data / b.data, (a, b), backward)
 
@@ -194,7 +192,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 # Reductions
 
 
-def reduce_sum(a: Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+def reduce_sum(
+    a: Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
+) -> Tensor:
     """``a.sum(dim, keepdim)`` as in torch (``dim=None``: every dim), with its backward.
 
     Each input element adds once to its sum, so its gradient is the gradient of that sum:
@@ -215,7 +215,7 @@ def reduce_mean(
 ) -> Tensor:
     """``a.mean(dim, keepdim)``: the sum, scaled by the number of elements averaged."""
     total = reduce_sum(a, dim, keepdim)
-    return mul(total, Tensor(total.data.numel() / a.data.numel()))
+    return mul(total, as_tensor(total.data.numel() / a.data.numel(), like=a))
 
 
 def reduce_max(a: Tensor, dim: int, keepdim: bool = False) -> Tensor:

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 from torch.nn import Module
 
-from mlab.errors import DataError
+from mlab.errors import DataError, StateDictError
 from mlab.nn.layers import (
     AdaptiveAvgPool2d,
     BatchNorm2d,
@@ -228,7 +228,7 @@ def load_checked_state_dict(model: Module, state_dict: Mapping[str, Tensor]) -> 
 
     First compare names and shapes with ``model.state_dict()``. If any name of the model is
     missing from ``state_dict``, any name of ``state_dict`` is unexpected (the model has no
-    such parameter or buffer), or any shape differs, raise ``DataError`` naming every such
+    such parameter or buffer), or any shape differs, raise ``StateDictError`` naming every such
     key (with both shapes for a mismatch) and change nothing. Otherwise copy each value in
     place into the tensor of ``model.state_dict()`` of its name: those share storage with the
     model's parameters and buffers, detached from autograd, and ``copy_`` converts the dtype
@@ -243,7 +243,7 @@ def load_checked_state_dict(model: Module, state_dict: Mapping[str, Tensor]) -> 
         if name in ours and value.shape != ours[name].shape
     ]
     if missing or unexpected or mismatched:
-        raise DataError(
+        raise StateDictError(
             f"the state dict does not fit {type(model).__name__}: missing keys {missing}, "
             f"unexpected keys {unexpected}, shape mismatches {mismatched}"
         )

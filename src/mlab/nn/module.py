@@ -268,7 +268,8 @@ def set_attribute(module: Module, name: str, value: Any) -> None:
     """``module.name = value`` (``Module.__setattr__``): route the value into its registry.
 
     - a ``Parameter`` goes into ``module._parameters[name]``, a ``Module`` into
-      ``module._modules[name]``; the name is first removed from every *other* place it may
+      ``module._modules[name]`` (unless ``name`` is a parameter's: then it is a
+      ``TypeError``, as below); the name is first removed from every *other* place it may
       live (``module.__dict__`` and the other two of ``_parameters``, ``_buffers``,
       ``_modules``), but not from the target registry, so that reassigning keeps its place
       in the order;
@@ -291,24 +292,23 @@ def set_attribute(module: Module, name: str, value: Any) -> None:
             f"cannot assign {name!r} before Module.__init__() is called: call "
             "super().__init__() first in __init__"
         )
-    target = (
-        module._parameters
-        if isinstance(value, Parameter)
-        else module._modules
-        if isinstance(value, Module)
-        else None
-    )
+    target: dict[str, Any] | None = None
+    if isinstance(value, Parameter):
+        target = module._parameters
+    elif isinstance(value, Module) and name not in module._parameters:
+        target = module._modules
     if target is not None:
         for place in (module.__dict__, module._parameters, module._buffers, module._modules):
             if place is not target:
                 place.pop(name, None)
         target[name] = value
         return
-    for registry, allowed in (
+    registries: list[tuple[dict[str, Any], tuple[type, ...]]] = [
         (module._parameters, ()),
-        (module._buffers, (Tensor,)),
+        (module._buffers, (torch.Tensor,)),  # torch.Tensor: a workspace may shadow Tensor
         (module._modules, ()),
-    ):
+    ]
+    for registry, allowed in registries:
         if name in registry:
             if value is not None and not isinstance(value, allowed):
                 raise TypeError(
@@ -438,18 +438,19 @@ def load_state_dict(
     module: Module, state: Mapping[str, Tensor], strict: bool = True
 ) -> IncompatibleKeys:
     """Copy ``state``'s tensors into the module's parameters and persistent buffers, in
-    place and without recording gradients (``torch.no_grad()``, ``tensor.copy_(value)``:
-    a ``Parameter`` stays the same object, so an optimiser holding it keeps working).
+    place: a ``Parameter`` stays the same object, so an optimiser holding it keeps working.
+    ``state_dict(module)`` gives the module's own keys, and its detached tensors share
+    storage with the parameters: ``own[key].copy_(value)`` writes the parameter, and being
+    detached it records no gradient (no ``torch.no_grad()`` needed).
 
-    The module's own keys are those of ``state_dict(module, keep_vars=True)``. Compute, in
-    the module's (resp. ``state``'s) order: ``missing`` keys (the module's, not in
-    ``state``), ``unexpected`` ones (in ``state``, not the module's), and the keys in both
+    Compute, in the module's (resp. ``state``'s) order: ``missing`` keys (the module's, not
+    in ``state``), ``unexpected`` ones (in ``state``, not the module's), and the keys in both
     whose shapes differ. Raise :class:`mlab.errors.StateDictError` naming *all* of them at
     once, before copying anything, when a shape differs or, with ``strict``, when a key is
     missing or unexpected. Return ``IncompatibleKeys(missing, unexpected)`` (empty lists
     after a strict load).
     """
-    own = state_dict(module, keep_vars=True)
+    own = state_dict(module)
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
     mismatched = [
@@ -458,16 +459,15 @@ def load_state_dict(
         for key in own
         if key in state and state[key].shape != own[key].shape
     ]
-    if mismatched or strict and (missing or unexpected):
+    if mismatched or (strict and (missing or unexpected)):
         problems = [f"missing keys {missing}", f"unexpected keys {unexpected}"] if strict else []
         raise StateDictError(
             f"cannot load the state dict into {type(module).__name__}: "
             + "; ".join([*problems, *(f"size mismatch for {text}" for text in mismatched)])
         )
-    with torch.no_grad():
-        for key, value in own.items():
-            if key in state:
-                value.copy_(state[key])
+    for key, value in own.items():
+        if key in state:
+            value.copy_(state[key])
     return IncompatibleKeys(missing, unexpected)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from mlab.course.engine.manifest import Day, Exercise
+from mlab.errors import ConfigError
 
 __all__ = ["ExerciseSource", "exercise_source", "stub_for", "workspace_source"]
 
@@ -181,6 +182,35 @@ def _helpers_used(src: ExerciseSource, exercise_names: set[str]) -> list[tuple[s
     return [(src.exercise.ref_module, name) for name in sorted(wanted) if not name.startswith("__")]
 
 
+def _check_one_meaning_per_name(
+    day: Day, plain: dict[str, None], from_names: dict[str, dict[str, None]]
+) -> None:
+    """The workspace is one namespace: two reference modules must not import different objects
+    under the same name (``Tensor`` from torch and from mlab.autograd), or one import would
+    silently replace the other in the learner's file."""
+    bound: dict[str, tuple[object, str]] = {}
+
+    def bind(local: str, obj: object, origin: str) -> None:
+        if local in bound and bound[local][0] is not obj:
+            raise ConfigError(
+                f"{day.id}: the workspace would import {local!r} from both "
+                f"{bound[local][1]} and {origin}. Give one of them another name in the "
+                "reference code (e.g. `import torch` and write `torch.Tensor`)."
+            )
+        bound.setdefault(local, (obj, origin))
+
+    for line in plain:
+        alias = ast.parse(line).body[0].names[0]  # type: ignore[attr-defined]
+        local = alias.asname or alias.name.split(".")[0]
+        target = alias.name if alias.asname else alias.name.split(".")[0]
+        bind(local, importlib.import_module(target), f"`{line}`")
+    for module, entries in from_names.items():
+        for entry in entries:
+            name, _, asname = entry.partition(" as ")
+            obj = getattr(importlib.import_module(module), name)
+            bind(asname or name, obj, f"`from {module} import {entry}`")
+
+
 def _comment_block(text: str) -> list[str]:
     return [f"# {line}".rstrip() for line in text.strip().splitlines()]
 
@@ -211,6 +241,7 @@ def workspace_source(day: Day) -> str:
     for src in sources:
         for module, name in _helpers_used(src, names):
             from_names.setdefault(module, {})[name] = None
+    _check_one_meaning_per_name(day, plain, from_names)
     imports = sorted(plain)
     for module in sorted(from_names, key=lambda m: (m.startswith("mlab"), m)):
         if from_names[module]:

@@ -22,7 +22,7 @@ from transformers.models.resnet.modeling_resnet import (
 )
 
 from mlab.course.engine.checks import Namespace, check
-from mlab.errors import DataError, MismatchError
+from mlab.errors import DataError, MismatchError, StateDictError
 from mlab.models.resnet import hf_resnet_key, load_checked_state_dict
 from mlab.testing import assert_close, assert_raises, case, expect, generator, randn
 
@@ -70,7 +70,7 @@ def _load(ours: nn.Module, hf: nn.Module, key: KeyMap, what: str) -> None:
     )
     try:
         load_checked_state_dict(ours, {key(k): v for k, v in hf.state_dict().items()})
-    except DataError as err:
+    except StateDictError as err:
         raise MismatchError(f"{what}: HF's weights do not fit: {err}") from None
 
 
@@ -345,7 +345,7 @@ def _mapped_model(ns: Namespace, config: Any) -> tuple[nn.Module, nn.Module]:
         state[new] = value
     try:
         load_checked_state_dict(ours, state)
-    except DataError as err:
+    except StateDictError as err:
         raise MismatchError(f"the renamed HF state dict does not fit the ResNet: {err}") from None
     return hf, ours
 
@@ -452,7 +452,7 @@ def bad_state_dicts_raise_naming_keys(ns: Namespace) -> None:
         model = _small_torch_model()
         before = _state_of(model)
         with case(name):
-            err = assert_raises(ns.load_checked_state_dict, model, state, exc=DataError)
+            err = assert_raises(ns.load_checked_state_dict, model, state, exc=StateDictError)
             for word in words:
                 expect(word in str(err), f"the message should name {word!r}, got: {err}")
             assert_close(
