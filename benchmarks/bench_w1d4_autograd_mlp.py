@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from mlab.autograd import Tensor, no_grad
+from mlab.autograd import Variable, no_grad
 from mlab.autograd.mlp import init_mlp, mlp_forward, mlp_loss, sgd_step
 from mlab.data import load_fashion_mnist, minibatches, normalise_images
 
@@ -28,7 +28,7 @@ EPOCHS, LR, BATCH_SIZE, SEED = 4, 0.1, 128, 0
 REPEATS = 2
 
 
-def _ours(x: torch.Tensor, y: torch.Tensor) -> list[Tensor]:
+def _ours(x: torch.Tensor, y: torch.Tensor) -> list[Variable]:
     params = init_mlp(SIZES, torch.Generator().manual_seed(SEED))
     batches = torch.Generator().manual_seed(SEED + 1)
     for _ in range(EPOCHS):
@@ -76,9 +76,9 @@ def main() -> None:
         theirs = _torch(x_train, train.labels)
         torch_s = min(torch_s, time.perf_counter() - start)
     with no_grad():
-        ours_acc = _accuracy(mlp_forward(ours, Tensor(x_test)).data, test.labels)
-        theirs_t = [Tensor(p.detach()) for p in theirs]
-        torch_acc = _accuracy(mlp_forward(theirs_t, Tensor(x_test)).data, test.labels)
+        ours_acc = _accuracy(mlp_forward(ours, Variable(x_test)).data, test.labels)
+        theirs_t = [Variable(p.detach()) for p in theirs]
+        torch_acc = _accuracy(mlp_forward(theirs_t, Variable(x_test)).data, test.labels)
     max_diff = max(
         float((a.data - b.detach()).abs().max()) for a, b in zip(ours, theirs, strict=True)
     )

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from mlab.autograd import (
-    Tensor,
+    Variable,
     backpropagate,
     cross_entropy,
     functional,
@@ -40,7 +40,7 @@ def _randn(shape: Sequence[int], seed: int, *, positive: bool = False) -> torch.
 
 
 def _central_difference(
-    fn: Callable[..., Tensor], inputs: list[torch.Tensor], w: torch.Tensor, eps: float = 1e-6
+    fn: Callable[..., Variable], inputs: list[torch.Tensor], w: torch.Tensor, eps: float = 1e-6
 ) -> list[torch.Tensor]:
     """d/d(input) of (fn(*inputs) * w).sum(), one element at a time, by central differences."""
     grads = []
@@ -50,9 +50,9 @@ def _central_difference(
         for j in range(x.numel()):
             old = float(flat[j])
             flat[j] = old + eps
-            plus = float((fn(*map(Tensor, inputs)).data * w).sum())
+            plus = float((fn(*map(Variable, inputs)).data * w).sum())
             flat[j] = old - eps
-            minus = float((fn(*map(Tensor, inputs)).data * w).sum())
+            minus = float((fn(*map(Variable, inputs)).data * w).sum())
             flat[j] = old
             gflat[j] = (plus - minus) / (2 * eps)
         grads.append(grad)
@@ -60,7 +60,7 @@ def _central_difference(
 
 
 def check_gradients(
-    ours: Callable[..., Tensor],
+    ours: Callable[..., Variable],
     theirs: Callable[..., torch.Tensor],
     inputs: list[torch.Tensor],
     *,
@@ -70,7 +70,7 @@ def check_gradients(
     """Forward against ``theirs``; gradients of ``(out * w).sum()`` (random ``w``) against
     torch.autograd and, with ``numeric``, against central differences."""
     inputs = [x.contiguous() for x in inputs]
-    mine = [Tensor(x.clone(), requires_grad=True) for x in inputs]
+    mine = [Variable(x.clone(), requires_grad=True) for x in inputs]
     ref = [x.clone().requires_grad_() for x in inputs]
     out, expected = ours(*mine), theirs(*ref)
     assert_close(out.data, expected.detach(), what="forward output")
@@ -88,7 +88,7 @@ def check_gradients(
 # ----------------------------------------------------------------------------------------------
 # Ops on generated shapes
 
-_BINARY: dict[str, tuple[Callable[..., Tensor], Callable[..., torch.Tensor], bool]] = {
+_BINARY: dict[str, tuple[Callable[..., Variable], Callable[..., torch.Tensor], bool]] = {
     "add": (ops.add, torch.add, False),
     "sub": (ops.sub, torch.sub, False),
     "mul": (ops.mul, torch.mul, False),
@@ -110,7 +110,7 @@ def test_binary_ops_broadcast(shapes: Any, op: str, seed: int) -> None:
     )
 
 
-_UNARY: dict[str, tuple[Callable[..., Tensor], Callable[..., torch.Tensor], bool]] = {
+_UNARY: dict[str, tuple[Callable[..., Variable], Callable[..., torch.Tensor], bool]] = {
     "neg": (ops.neg, torch.neg, False),
     "exp": (ops.exp, torch.exp, False),
     "log": (ops.log, torch.log, True),
@@ -195,8 +195,8 @@ def test_getitem(index: Any) -> None:
 
 
 def test_tensor_indexing_with_our_tensors() -> None:
-    x = Tensor(_randn((4, 3), seed=6), requires_grad=True)
-    idx = Tensor(torch.tensor([3, 3]))
+    x = Variable(_randn((4, 3), seed=6), requires_grad=True)
+    idx = Variable(torch.tensor([3, 3]))
     x[idx, 1].sum().backward()
     assert_close(
         x.grad,
@@ -236,7 +236,7 @@ def test_operators_match_torch_on_a_composite_expression() -> None:
 
 
 def test_gradients_accumulate_over_uses_and_calls() -> None:
-    x = Tensor(torch.tensor([1.0, -2.0], dtype=F64), requires_grad=True)
+    x = Variable(torch.tensor([1.0, -2.0], dtype=F64), requires_grad=True)
     (x * x + x).sum().backward()
     assert_close(x.grad, 2 * x.data + 1)
     (x * 3).sum().backward()
@@ -246,8 +246,8 @@ def test_gradients_accumulate_over_uses_and_calls() -> None:
 
 
 def test_leaf_and_requires_grad_semantics() -> None:
-    x = Tensor(torch.ones(2), requires_grad=True)
-    c = Tensor(torch.ones(2))
+    x = Variable(torch.ones(2), requires_grad=True)
+    c = Variable(torch.ones(2))
     y = x * c
     assert x.is_leaf and c.is_leaf and not y.is_leaf
     assert y.requires_grad and not (c * c).requires_grad and (c * c).is_leaf
@@ -256,11 +256,11 @@ def test_leaf_and_requires_grad_semantics() -> None:
     assert c.grad is None and y.grad is None  # constants get nothing, intermediates keep nothing
     assert x.detach().is_leaf and not x.detach().requires_grad
     with pytest.raises(TypeError, match="floating-point"):
-        Tensor(torch.arange(3), requires_grad=True)
+        Variable(torch.arange(3), requires_grad=True)
 
 
 def test_no_grad_stops_recording_and_restores() -> None:
-    x = Tensor(torch.ones(2), requires_grad=True)
+    x = Variable(torch.ones(2), requires_grad=True)
     with no_grad():
         y = x * 2
         with no_grad():
@@ -270,7 +270,7 @@ def test_no_grad_stops_recording_and_restores() -> None:
     assert (x * 2).requires_grad
 
     @no_grad()
-    def double(t: Tensor) -> Tensor:
+    def double(t: Variable) -> Variable:
         return t * 2
 
     assert not double(x).requires_grad
@@ -279,7 +279,7 @@ def test_no_grad_stops_recording_and_restores() -> None:
 
 
 def test_deep_chain_does_not_overflow_the_stack() -> None:
-    x = Tensor(torch.tensor(1.0, dtype=F64), requires_grad=True)
+    x = Variable(torch.tensor(1.0, dtype=F64), requires_grad=True)
     y = x
     for _ in range(20_000):
         y = y * 1.0001 + 0.0
@@ -290,7 +290,7 @@ def test_deep_chain_does_not_overflow_the_stack() -> None:
 
 
 def test_error_messages() -> None:
-    x = Tensor(torch.ones(2, 3), requires_grad=True)
+    x = Variable(torch.ones(2, 3), requires_grad=True)
     with pytest.raises(ShapeError, match=r"single-element output, got shape \(2, 3\)"):
         (x * 2).backward()
     with pytest.raises(ShapeError, match=r"grad has shape \(3,\) but the output has shape"):
@@ -304,22 +304,22 @@ def test_error_messages() -> None:
 
 
 def test_backward_takes_a_copy_of_the_upstream_gradient() -> None:
-    x = Tensor(torch.ones(3), requires_grad=True)
+    x = Variable(torch.ones(3), requires_grad=True)
     g = torch.arange(3.0)
     backpropagate(x, g)
     assert_not_shares_storage(x.grad, g)
 
 
 def test_python_scalars_take_the_tensors_dtype() -> None:
-    x = Tensor(torch.ones(2), requires_grad=True)
+    x = Variable(torch.ones(2), requires_grad=True)
     assert (x * 0.5).dtype == torch.float32 and (2 * x).dtype == torch.float32
-    assert (Tensor(torch.ones(2, dtype=F64)) * 1.0001).data[0].item() == 1.0001
+    assert (Variable(torch.ones(2, dtype=F64)) * 1.0001).data[0].item() == 1.0001
 
 
 def test_central_difference_helper_can_fail() -> None:
     """A wrong backward must be caught by the numeric check alone."""
 
-    def wrong_exp(a: Tensor) -> Tensor:
+    def wrong_exp(a: Variable) -> Variable:
         out = ops.exp(a)
         assert out.backward_fn is not None
         out.backward_fn = lambda grad: (grad * 2 * out.data,)
@@ -383,6 +383,6 @@ def test_mlp_learns_fashion_mnist_subset() -> None:
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.5 * first, f"the loss fell from {first:.3f} to {last:.3f} only"
     with no_grad():
-        logits = mlp_forward(params, Tensor(x[2500:]))
+        logits = mlp_forward(params, Variable(x[2500:]))
     accuracy = float((logits.data.argmax(1) == y[2500:]).float().mean())
     assert accuracy > 0.7, f"held-out accuracy {accuracy:.1%} after 3 epochs on 2500 images"

@@ -1,13 +1,13 @@
 """A reverse-mode automatic differentiation engine over torch tensors (course day w1d4).
 
-:mod:`~mlab.autograd.engine` holds the ``Tensor``, the topological order and the backward
+:mod:`~mlab.autograd.engine` holds the ``Variable``, the topological order and the backward
 pass; :mod:`~mlab.autograd.ops` and :mod:`~mlab.autograd.functional` the differentiable ops;
 :mod:`~mlab.autograd.mlp` a multi-layer perceptron trained with them.
 """
 
 from mlab.autograd.engine import (
-    Tensor,
-    as_tensor,
+    Variable,
+    as_variable,
     backpropagate,
     from_op,
     is_grad_enabled,
@@ -35,9 +35,9 @@ from mlab.autograd.ops import (
 )
 
 __all__ = [
-    "Tensor",
+    "Variable",
     "add",
-    "as_tensor",
+    "as_variable",
     "backpropagate",
     "cross_entropy",
     "div",

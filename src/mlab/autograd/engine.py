@@ -1,11 +1,13 @@
-"""The core of a reverse-mode autograd engine: a ``Tensor`` that remembers how it was computed,
-the topological order of that record, and the backward pass that walks it.
+"""The core of a reverse-mode autograd engine: a ``Variable`` that remembers how it was
+computed, the topological order of that record, and the backward pass that walks it.
 
 This is micrograd's idea (Karpathy, 2020, github.com/karpathy/micrograd) lifted from scalars
 to tensors, as in PyTorch's autograd (Paszke et al., "Automatic differentiation in PyTorch",
-2017). A ``Tensor`` wraps a plain ``torch.Tensor`` (``.data``, never ``requires_grad``: torch
-is only our array library here) and, when it is the result of an operation on tensors that
-require gradients, its ``parents`` and a ``backward_fn``: given the gradient of the final
+2017). A ``Variable`` wraps a plain ``torch.Tensor`` (``.data``, never ``requires_grad``: torch
+is only our array library here), as PyTorch's own ``Variable`` wrapped its tensors until
+version 0.4 merged the two; the name also keeps it apart from ``torch.Tensor``. When it is
+the result of an operation on variables that require gradients, it records its ``parents``
+and a ``backward_fn``: given the gradient of the final
 output with respect to this tensor, it returns the gradient with respect to each parent (a
 vector-Jacobian product). :func:`backpropagate` calls them in reverse topological order,
 summing the contributions a tensor gets from each of its uses, and leaves the result in the
@@ -25,8 +27,8 @@ from mlab.errors import ShapeError
 
 __all__ = [
     "BackwardFn",
-    "Tensor",
-    "as_tensor",
+    "Variable",
+    "as_variable",
     "backpropagate",
     "from_op",
     "is_grad_enabled",
@@ -60,11 +62,11 @@ def no_grad() -> Iterator[None]:
         _grad_enabled[0] = previous
 
 
-class Tensor:
+class Variable:
     """An array (``data``, a ``torch.Tensor``) with a gradient (``grad``) and the record of the
     operation that made it (``parents``, ``backward_fn``; empty and None for a leaf).
 
-    >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> x = Variable([1.0, 2.0, 3.0], requires_grad=True)
     >>> (x * x).sum().backward()
     >>> x.grad
     tensor([2., 4., 6.])
@@ -83,7 +85,7 @@ class Tensor:
         self.data: torch.Tensor = data
         self.grad: torch.Tensor | None = None
         self.requires_grad = requires_grad
-        self.parents: tuple[Tensor, ...] = ()
+        self.parents: tuple[Variable, ...] = ()
         self.backward_fn: BackwardFn | None = None
 
     # -- describing -----------------------------------------------------------------------------
@@ -114,118 +116,118 @@ class Tensor:
             extra = f", grad_fn={self.backward_fn.__qualname__.split('.')[0]}"
         elif self.requires_grad:
             extra = ", requires_grad=True"
-        return f"Tensor({self.data.tolist() if self.data.numel() <= 6 else self.data}{extra})"
+        return f"Variable({self.data.tolist() if self.data.numel() <= 6 else self.data}{extra})"
 
     def item(self) -> float:
         return float(self.data.item())
 
-    def detach(self) -> Tensor:
+    def detach(self) -> Variable:
         """The same values, cut from the graph (a leaf that does not require grad)."""
-        return Tensor(self.data)
+        return Variable(self.data)
 
     def zero_grad(self) -> None:
         self.grad = None
 
-    def backward(self, grad: torch.Tensor | Tensor | None = None) -> None:
+    def backward(self, grad: torch.Tensor | Variable | None = None) -> None:
         """Accumulate d(self)/d(leaf) into each leaf's ``.grad``; see :func:`backpropagate`."""
-        backpropagate(self, grad.data if isinstance(grad, Tensor) else grad)
+        backpropagate(self, grad.data if isinstance(grad, Variable) else grad)
 
     # -- operators (the ops live in mlab.autograd.ops and mlab.autograd.functional) --------------
 
-    def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, as_tensor(other, self))
+    def __add__(self, other: Any) -> Variable:
+        return ops.add(self, as_variable(other, self))
 
-    def __radd__(self, other: Any) -> Tensor:
-        return ops.add(as_tensor(other, self), self)
+    def __radd__(self, other: Any) -> Variable:
+        return ops.add(as_variable(other, self), self)
 
-    def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, as_tensor(other, self))
+    def __sub__(self, other: Any) -> Variable:
+        return ops.sub(self, as_variable(other, self))
 
-    def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(as_tensor(other, self), self)
+    def __rsub__(self, other: Any) -> Variable:
+        return ops.sub(as_variable(other, self), self)
 
-    def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, as_tensor(other, self))
+    def __mul__(self, other: Any) -> Variable:
+        return ops.mul(self, as_variable(other, self))
 
-    def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(as_tensor(other, self), self)
+    def __rmul__(self, other: Any) -> Variable:
+        return ops.mul(as_variable(other, self), self)
 
-    def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, as_tensor(other, self))
+    def __truediv__(self, other: Any) -> Variable:
+        return ops.div(self, as_variable(other, self))
 
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(as_tensor(other, self), self)
+    def __rtruediv__(self, other: Any) -> Variable:
+        return ops.div(as_variable(other, self), self)
 
-    def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul(self, as_tensor(other, self))
+    def __matmul__(self, other: Any) -> Variable:
+        return ops.matmul(self, as_variable(other, self))
 
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul(as_tensor(other, self), self)
+    def __rmatmul__(self, other: Any) -> Variable:
+        return ops.matmul(as_variable(other, self), self)
 
-    def __pow__(self, exponent: float) -> Tensor:
+    def __pow__(self, exponent: float) -> Variable:
         return ops.power(self, exponent)
 
-    def __neg__(self) -> Tensor:
+    def __neg__(self) -> Variable:
         return ops.neg(self)
 
-    def __getitem__(self, index: Any) -> Tensor:
+    def __getitem__(self, index: Any) -> Variable:
         if isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        elif isinstance(index, Tensor):
+            index = tuple(i.data if isinstance(i, Variable) else i for i in index)
+        elif isinstance(index, Variable):
             index = index.data
         return ops.getitem(self, index)
 
-    def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Variable:
         return ops.reduce_sum(self, dim, keepdim)
 
-    def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Variable:
         return ops.reduce_mean(self, dim, keepdim)
 
-    def max(self, dim: int, keepdim: bool = False) -> Tensor:
+    def max(self, dim: int, keepdim: bool = False) -> Variable:
         return ops.reduce_max(self, dim, keepdim)
 
-    def reshape(self, *shape: int) -> Tensor:
+    def reshape(self, *shape: int) -> Variable:
         return ops.reshape(self, shape)
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
+    def transpose(self, dim0: int, dim1: int) -> Variable:
         return ops.transpose(self, dim0, dim1)
 
     @property
-    def T(self) -> Tensor:
+    def T(self) -> Variable:
         return ops.transpose(self, 0, 1)
 
-    def exp(self) -> Tensor:
+    def exp(self) -> Variable:
         return ops.exp(self)
 
-    def log(self) -> Tensor:
+    def log(self) -> Variable:
         return ops.log(self)
 
-    def relu(self) -> Tensor:
+    def relu(self) -> Variable:
         return functional.relu(self)
 
-    def softmax(self, dim: int) -> Tensor:
+    def softmax(self, dim: int) -> Variable:
         return functional.softmax(self, dim)
 
-    def log_softmax(self, dim: int) -> Tensor:
+    def log_softmax(self, dim: int) -> Variable:
         return functional.log_softmax(self, dim)
 
 
-def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """``x`` itself if it is a :class:`Tensor`, else a constant (a leaf not requiring grad).
+def as_variable(x: Any, like: Variable | None = None) -> Variable:
+    """``x`` itself if it is a :class:`Variable`, else a constant (a leaf not requiring grad).
 
     A Python number next to a floating-point tensor ``like`` takes its dtype, as torch's
     scalars do: ``x * 0.5`` stays float32 for a float32 ``x`` (and 1.0001 stays exact in
     float64, rather than being rounded to float32 first).
     """
-    if isinstance(x, Tensor):
+    if isinstance(x, Variable):
         return x
     if isinstance(x, (int, float)) and like is not None and like.data.is_floating_point():
-        return Tensor(torch.tensor(x, dtype=like.dtype, device=like.data.device))
-    return Tensor(x)
+        return Variable(torch.tensor(x, dtype=like.dtype, device=like.data.device))
+    return Variable(x)
 
 
-def from_op(data: torch.Tensor, parents: tuple[Tensor, ...], backward_fn: BackwardFn) -> Tensor:
-    """The result of an operation: a new ``Tensor`` holding ``data``, which records
+def from_op(data: torch.Tensor, parents: tuple[Variable, ...], backward_fn: BackwardFn) -> Variable:
+    """The result of an operation: a new ``Variable`` holding ``data``, which records
     ``parents`` and ``backward_fn`` when the operation should be differentiated.
 
     Record only when recording is on (not inside ``no_grad()``, see :func:`is_grad_enabled`)
@@ -233,7 +235,7 @@ def from_op(data: torch.Tensor, parents: tuple[Tensor, ...], backward_fn: Backwa
     leaf. Otherwise return a plain leaf that does not require grad (``parents`` empty,
     ``backward_fn`` None): nothing will ever flow back through it.
     """
-    out = Tensor(data)
+    out = Variable(data)
     if is_grad_enabled() and any(p.requires_grad for p in parents):
         out.requires_grad = True
         out.parents = parents
@@ -241,7 +243,7 @@ def from_op(data: torch.Tensor, parents: tuple[Tensor, ...], backward_fn: Backwa
     return out
 
 
-def topological_order(root: Tensor) -> list[Tensor]:
+def topological_order(root: Variable) -> list[Variable]:
     """Every tensor ``root`` was computed from that requires grad, ``root`` included, each once,
     ordered so that a tensor comes after all of its parents (so ``root`` comes last).
 
@@ -251,7 +253,7 @@ def topological_order(root: Tensor) -> list[Tensor]:
     pass Python's recursion limit. Use an explicit stack (a depth-first search that emits a
     tensor once all of its parents have been emitted).
     """
-    order: list[Tensor] = []
+    order: list[Variable] = []
     visited = {root}
     stack = [(root, iter(root.parents))]
     while stack:
@@ -267,7 +269,7 @@ def topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
-def backpropagate(root: Tensor, grad: torch.Tensor | None = None) -> None:
+def backpropagate(root: Variable, grad: torch.Tensor | None = None) -> None:
     """Reverse-mode differentiation: add d(root)/d(leaf), weighted by ``grad``, to the
     ``.grad`` of every leaf that requires grad and that ``root`` depends on.
 
@@ -311,5 +313,5 @@ def backpropagate(root: Tensor, grad: torch.Tensor | None = None) -> None:
                 grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
 
 
-# The ops need Tensor, so they are imported once it exists.
+# The ops need Variable, so they are imported once it exists.
 from mlab.autograd import functional, ops  # noqa: E402

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from mlab.autograd.engine import Tensor, from_op
+from mlab.autograd.engine import Variable, from_op
 from mlab.errors import ShapeError
 
 __all__ = ["cross_entropy", "log_softmax", "relu", "softmax"]
 
 
-def relu(a: Tensor) -> Tensor:
+def relu(a: Variable) -> Variable:
     """``max(a, 0)`` elementwise; the gradient passes where ``a > 0`` (at 0 it is 0, as in
     torch)."""
 
@@ -27,7 +27,7 @@ def relu(a: Tensor) -> Tensor:
     return from_op(a.data.clamp(min=0), (a,), backward)
 
 
-def softmax(a: Tensor, dim: int) -> Tensor:
+def softmax(a: Variable, dim: int) -> Variable:
     """``exp(a) / sum(exp(a))`` along ``dim``. With ``s`` the output, the Jacobian of one slice
     is ``diag(s) - s sᵀ``, so the backward is ``s * (grad - sum(grad * s))``."""
     out = a.data.softmax(dim=dim)
@@ -38,7 +38,7 @@ def softmax(a: Tensor, dim: int) -> Tensor:
     return from_op(out, (a,), backward)
 
 
-def log_softmax(a: Tensor, dim: int) -> Tensor:
+def log_softmax(a: Variable, dim: int) -> Variable:
     """``log(softmax(a))`` along ``dim``, computed stably, with its backward.
 
     Forward: ``a - logsumexp(a)`` along ``dim`` (``torch.logsumexp`` subtracts the max before
@@ -56,7 +56,7 @@ def log_softmax(a: Tensor, dim: int) -> Tensor:
     return from_op(out, (a,), backward)
 
 
-def cross_entropy(logits: Tensor, targets: torch.Tensor) -> Tensor:
+def cross_entropy(logits: Variable, targets: torch.Tensor) -> Variable:
     """The mean over the batch of ``-log softmax(logits)[i, targets[i]]`` (what
     ``torch.nn.functional.cross_entropy`` computes), as a 0-d tensor, with its backward.
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mlab.autograd.engine import Tensor, no_grad
+from mlab.autograd.engine import Variable, no_grad
 from mlab.autograd.functional import cross_entropy, relu
 
 __all__ = ["init_mlp", "mlp_forward", "mlp_loss", "sgd_step"]
@@ -22,7 +22,7 @@ __all__ = ["init_mlp", "mlp_forward", "mlp_loss", "sgd_step"]
 
 def init_mlp(
     sizes: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float32
-) -> list[Tensor]:
+) -> list[Variable]:
     """Parameters ``[w1, b1, w2, b2, ...]`` of an MLP with layer widths ``sizes`` (input
     first); ``w`` has shape ``(fan_in, fan_out)``, so a layer is ``x @ w + b``."""
     params = []
@@ -30,11 +30,11 @@ def init_mlp(
         bound = 1 / math.sqrt(fan_in)
         w = (torch.rand(fan_in, fan_out, generator=generator, dtype=dtype) * 2 - 1) * bound
         b = (torch.rand(fan_out, generator=generator, dtype=dtype) * 2 - 1) * bound
-        params += [Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)]
+        params += [Variable(w, requires_grad=True), Variable(b, requires_grad=True)]
     return params
 
 
-def mlp_forward(params: Sequence[Tensor], x: Tensor) -> Tensor:
+def mlp_forward(params: Sequence[Variable], x: Variable) -> Variable:
     """Logits ``(batch, classes)`` of ``x`` ``(batch, features)``: ReLU between layers."""
     for i in range(0, len(params), 2):
         x = x @ params[i] + params[i + 1]
@@ -43,12 +43,12 @@ def mlp_forward(params: Sequence[Tensor], x: Tensor) -> Tensor:
     return x
 
 
-def mlp_loss(params: Sequence[Tensor], x: torch.Tensor, y: torch.Tensor) -> Tensor:
+def mlp_loss(params: Sequence[Variable], x: torch.Tensor, y: torch.Tensor) -> Variable:
     """The mean cross-entropy of the MLP's logits for ``x`` against labels ``y``."""
-    return cross_entropy(mlp_forward(params, Tensor(x)), y)
+    return cross_entropy(mlp_forward(params, Variable(x)), y)
 
 
-def sgd_step(params: Sequence[Tensor], lr: float) -> None:
+def sgd_step(params: Sequence[Variable], lr: float) -> None:
     """``p.data -= lr * p.grad`` for every parameter, then clear the gradients."""
     with no_grad():
         for p in params:

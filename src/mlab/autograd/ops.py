@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mlab.autograd.engine import Tensor, as_tensor, from_op
+from mlab.autograd.engine import Variable, as_variable, from_op
 from mlab.errors import ShapeError
 
 __all__ = [
@@ -68,7 +68,7 @@ def unbroadcast(grad: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torc
 # Elementwise arithmetic (broadcasting)
 
 
-def add(a: Tensor, b: Tensor) -> Tensor:
+def add(a: Variable, b: Variable) -> Variable:
     """``a + b``, broadcasting. Both gradients are ``grad`` itself, unbroadcast."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +77,7 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return from_op(a.data + b.data, (a, b), backward)
 
 
-def sub(a: Tensor, b: Tensor) -> Tensor:
+def sub(a: Variable, b: Variable) -> Variable:
     """``a - b``, broadcasting."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +86,7 @@ def sub(a: Tensor, b: Tensor) -> Tensor:
     return from_op(a.data - b.data, (a, b), backward)
 
 
-def neg(a: Tensor) -> Tensor:
+def neg(a: Variable) -> Variable:
     """``-a``."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor]:
@@ -95,7 +95,7 @@ def neg(a: Tensor) -> Tensor:
     return from_op(-a.data, (a,), backward)
 
 
-def mul(a: Tensor, b: Tensor) -> Tensor:
+def mul(a: Variable, b: Variable) -> Variable:
     """``a * b`` elementwise, broadcasting ``a`` and ``b`` (shapes ``(*a)``, ``(*b)``) to a
     common shape ``(*out)``, with its backward.
 
@@ -111,7 +111,7 @@ def mul(a: Tensor, b: Tensor) -> Tensor:
     return from_op(a.data * b.data, (a, b), backward)
 
 
-def div(a: Tensor, b: Tensor) -> Tensor:
+def div(a: Variable, b: Variable) -> Variable:
     """``a / b`` elementwise (true division), broadcasting, with its backward.
 
     ``∂(a/b)/∂a = 1/b`` and ``∂(a/b)/∂b = -a/b²``. Return ``from_op(data, (a, b),
@@ -124,7 +124,7 @@ def div(a: Tensor, b: Tensor) -> Tensor:
     return from_op(a.data / b.data, (a, b), backward)
 
 
-def power(a: Tensor, exponent: float) -> Tensor:
+def power(a: Variable, exponent: float) -> Variable:
     """``a ** exponent`` for a constant number ``exponent``."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor]:
@@ -133,7 +133,7 @@ def power(a: Tensor, exponent: float) -> Tensor:
     return from_op(a.data**exponent, (a,), backward)
 
 
-def exp(a: Tensor) -> Tensor:
+def exp(a: Variable) -> Variable:
     """``e ** a``; its derivative is itself, so backward reuses the output."""
     out = a.data.exp()
 
@@ -143,7 +143,7 @@ def exp(a: Tensor) -> Tensor:
     return from_op(out, (a,), backward)
 
 
-def log(a: Tensor) -> Tensor:
+def log(a: Variable) -> Variable:
     """The natural logarithm."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor]:
@@ -156,7 +156,7 @@ def log(a: Tensor) -> Tensor:
 # Matrix product
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+def matmul(a: Variable, b: Variable) -> Variable:
     """``a @ b`` as ``torch.matmul`` computes it, with its backward.
 
     Shapes: ``(*batch_a, m, n) @ (*batch_b, n, p) -> (*batch, m, p)``, batch dims
@@ -193,8 +193,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 def reduce_sum(
-    a: Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
-) -> Tensor:
+    a: Variable, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
+) -> Variable:
     """``a.sum(dim, keepdim)`` as in torch (``dim=None``: every dim), with its backward.
 
     Each input element adds once to its sum, so its gradient is the gradient of that sum:
@@ -211,14 +211,14 @@ def reduce_sum(
 
 
 def reduce_mean(
-    a: Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
-) -> Tensor:
+    a: Variable, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
+) -> Variable:
     """``a.mean(dim, keepdim)``: the sum, scaled by the number of elements averaged."""
     total = reduce_sum(a, dim, keepdim)
-    return mul(total, as_tensor(total.data.numel() / a.data.numel(), like=a))
+    return mul(total, as_variable(total.data.numel() / a.data.numel(), like=a))
 
 
-def reduce_max(a: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+def reduce_max(a: Variable, dim: int, keepdim: bool = False) -> Variable:
     """The values of ``torch.max(a, dim, keepdim)`` (not the indices), with its backward.
 
     Only the maximum of each slice reaches the output, so the gradient goes to it alone and
@@ -237,7 +237,7 @@ def reduce_max(a: Tensor, dim: int, keepdim: bool = False) -> Tensor:
 # Shapes and indexing
 
 
-def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+def reshape(a: Variable, shape: tuple[int, ...]) -> Variable:
     """``a.reshape(shape)``; the gradient is reshaped back."""
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor]:
@@ -246,7 +246,7 @@ def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
     return from_op(a.data.reshape(shape), (a,), backward)
 
 
-def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
+def transpose(a: Variable, dim0: int, dim1: int) -> Variable:
     """``a.transpose(dim0, dim1)``; the gradient is transposed back (a swap is its own
     inverse)."""
 
@@ -256,7 +256,7 @@ def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
     return from_op(a.data.transpose(dim0, dim1), (a,), backward)
 
 
-def getitem(a: Tensor, index: Any) -> Tensor:
+def getitem(a: Variable, index: Any) -> Variable:
     """``a[index]`` for any torch index (ints, slices, ``None``, ``...``, integer or boolean
     index tensors, tuples of them), with its backward.
 

@@ -2,7 +2,7 @@
 ``torch.autograd`` on the same float64 inputs, backpropagating a random (non-uniform) upstream
 gradient ``w``, i.e. the gradient of ``(out * w).sum()``: a backward that ignored its upstream
 gradient would pass with ``.sum()`` alone. Graphs are written once as a function that runs on
-both our ``Tensor`` and ``torch.Tensor`` (the two share the operator API), so the expression
+both our ``Variable`` and ``torch.Tensor`` (the two share the operator API), so the expression
 compared cannot drift.
 
 The op checks backpropagate with the reference engine, and the engine checks build graphs with
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlab.autograd.engine import Tensor, from_op, no_grad
+from mlab.autograd.engine import Variable, from_op, no_grad
 from mlab.course.engine.checks import Namespace, check
 from mlab.errors import ShapeError
 from mlab.testing import (
@@ -53,17 +53,17 @@ def _compare_op(
     seed: int,
     differentiable: list[bool] | None = None,
 ) -> None:
-    """Run ``ours`` on Tensors wrapping ``inputs`` and ``theirs`` on torch tensors; compare the
+    """Run ``ours`` on Variables wrapping ``inputs`` and ``theirs`` on torch tensors; compare the
     output, then the gradients of ``(out * w).sum()`` for a random ``w``. ``differentiable``
     says which inputs require grad (default: all)."""
     needs = differentiable or [True] * len(inputs)
     before = [x.clone() for x in inputs]
-    mine = [Tensor(x, requires_grad=r) for x, r in zip(inputs, needs, strict=True)]
+    mine = [Variable(x, requires_grad=r) for x, r in zip(inputs, needs, strict=True)]
     ref = [x.clone().requires_grad_(r) for x, r in zip(inputs, needs, strict=True)]
     with case(name, **{f"input{i}": x for i, x in enumerate(inputs)}):
         out = ours(*mine)
         expected = theirs(*ref)
-        expect(isinstance(out, Tensor), f"expected a Tensor (from from_op), got {type(out)}")
+        expect(isinstance(out, Variable), f"expected a Variable (from from_op), got {type(out)}")
         assert_close(out.data, expected.detach(), what="forward output")
         expect(out.requires_grad, "the output should require grad (its inputs do)")
         w = torch.randn(expected.shape, generator=generator(seed), dtype=f64)
@@ -94,10 +94,10 @@ def from_op_records_only_what_needs_gradients(ns: Namespace) -> None:
         ("only the second parent requires grad", (False, True)),
         ("only the first parent requires grad", (True, False)),
     ]:
-        a, b = Tensor(torch.ones(2, 3), requires_grad=flags[0]), Tensor(torch.ones(3), flags[1])
+        a, b = Variable(torch.ones(2, 3), requires_grad=flags[0]), Variable(torch.ones(3), flags[1])
         with case(name, a=a.data, b=b.data):
             out = ns.from_op(data, (a, b), backward)
-            expect(isinstance(out, Tensor), f"expected a Tensor, got {type(out)}")
+            expect(isinstance(out, Variable), f"expected a Variable, got {type(out)}")
             assert_equal(out.data, data, what="data")
             expect(out.requires_grad is True, f"requires_grad is {out.requires_grad}, not True")
             expect(
@@ -110,7 +110,7 @@ def from_op_records_only_what_needs_gradients(ns: Namespace) -> None:
             )
             expect(out.backward_fn is backward, "backward_fn should be the function passed in")
             expect(not out.is_leaf, "a recorded result is not a leaf")
-    a, b = Tensor(torch.ones(2, 3)), Tensor(torch.ones(3))
+    a, b = Variable(torch.ones(2, 3)), Variable(torch.ones(3))
     with case("no parent requires grad", a=a.data, b=b.data):
         out = ns.from_op(data, (a, b), backward)
         assert_equal(out.data, data, what="data")
@@ -121,7 +121,7 @@ def from_op_records_only_what_needs_gradients(ns: Namespace) -> None:
 
 @check("from_op")
 def from_op_records_nothing_under_no_grad(ns: Namespace) -> None:
-    a = Tensor(torch.ones(3), requires_grad=True)
+    a = Variable(torch.ones(3), requires_grad=True)
     with case("inside no_grad(), a parent that requires grad", a=a.data):
         with no_grad():
             out = ns.from_op(a.data * 2, (a,), lambda g: (g * 2,))
@@ -135,7 +135,7 @@ def from_op_records_nothing_under_no_grad(ns: Namespace) -> None:
 # topological_order
 
 
-def _ancestors(root: Tensor) -> set[int]:
+def _ancestors(root: Variable) -> set[int]:
     """ids of the tensors that require grad and that root depends on, root included."""
     seen, todo = {id(root)}, [root]
     while todo:
@@ -146,8 +146,8 @@ def _ancestors(root: Tensor) -> set[int]:
     return seen
 
 
-def _check_order(order: Any, root: Tensor) -> None:
-    expect(isinstance(order, list), f"expected a list of Tensors, got {type(order).__name__}")
+def _check_order(order: Any, root: Variable) -> None:
+    expect(isinstance(order, list), f"expected a list of Variables, got {type(order).__name__}")
     ids = [id(t) for t in order]
     expect(len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} tensors appear twice")
     want = _ancestors(root)
@@ -169,10 +169,10 @@ def _check_order(order: Any, root: Tensor) -> None:
     expect(order[-1] is root, "root should come last")
 
 
-def _graphs() -> list[tuple[str, Tensor]]:
-    x = Tensor(torch.tensor([1.0, 2.0]), requires_grad=True)
-    y = Tensor(torch.tensor([3.0, -1.0]), requires_grad=True)
-    c = Tensor(torch.tensor([0.5, 0.5]))  # a constant
+def _graphs() -> list[tuple[str, Variable]]:
+    x = Variable(torch.tensor([1.0, 2.0]), requires_grad=True)
+    y = Variable(torch.tensor([3.0, -1.0]), requires_grad=True)
+    c = Variable(torch.tensor([0.5, 0.5]))  # a constant
     a = x * y
     b = (x + c).exp()
     diamond = (a * b + a) / (b - c)
@@ -199,7 +199,7 @@ def order_puts_parents_first(ns: Namespace) -> None:
 
 @check("topological_order")
 def order_does_not_recurse(ns: Namespace) -> None:
-    x = Tensor(torch.tensor(1.0), requires_grad=True)
+    x = Variable(torch.tensor(1.0), requires_grad=True)
     y = x
     for _ in range(10_000):
         y = -y
@@ -217,7 +217,7 @@ def order_does_not_recurse(ns: Namespace) -> None:
 
 
 def _graph_fn(x: Any, w: Any, y: Any, c: Any) -> Any:
-    """The same expression on our Tensors and on torch tensors: x used three times, a diamond
+    """The same expression on our Variables and on torch tensors: x used three times, a diamond
     through h, a constant c, broadcasting, a matmul, reductions."""
     h = (x @ w).relu() + c
     z = h * y + (h / (1 + (h * h))) - x.sum(1, keepdim=True) * 0.5
@@ -232,8 +232,8 @@ def _graph_inputs(seed: int) -> list[torch.Tensor]:
 @check("backpropagate")
 def backpropagate_matches_torch(ns: Namespace) -> None:
     data = _graph_inputs(0)
-    x, w, y = (Tensor(t, requires_grad=True) for t in data[:3])
-    c = Tensor(data[3])
+    x, w, y = (Variable(t, requires_grad=True) for t in data[:3])
+    c = Variable(data[3])
     ref = [t.clone().requires_grad_(i < 3) for i, t in enumerate(data)]
     out, expected = _graph_fn(x, w, y, c), _graph_fn(*ref)
     upstream = torch.randn(4, 5, generator=generator(1), dtype=f64)
@@ -246,12 +246,12 @@ def backpropagate_matches_torch(ns: Namespace) -> None:
         expect(c.grad is None, "c does not require grad: its .grad should stay None")
         expect(out.grad is None, "intermediate (non-leaf) tensors should not keep a .grad")
     with case("a scalar output (grad left out: 1)"):
-        x, w, y = (Tensor(t, requires_grad=True) for t in data[:3])
+        x, w, y = (Variable(t, requires_grad=True) for t in data[:3])
         ns.backpropagate((_graph_fn(x, w, y, c) * upstream).sum())
         for name, t, e in zip(("x", "w", "y"), (x, w, y), want, strict=True):
             assert_close(t.grad, e, what=f"{name}.grad")
     with case("a (1, 1) output (one element: grad may be left out)"):
-        x = Tensor(data[0], requires_grad=True)
+        x = Variable(data[0], requires_grad=True)
         ns.backpropagate((x * x).sum(1, keepdim=True).sum(0, keepdim=True))
         assert_close(x.grad, 2 * data[0], what="x.grad")
 
@@ -261,7 +261,7 @@ def backpropagate_accumulates(ns: Namespace) -> None:
     g = generator(2)
     a_data, b_data = _randn(g, 3), _randn(g, 3)
     with case("x + y: each leaf gets its own copy of the gradient", x=a_data, y=b_data):
-        x, y = Tensor(a_data, requires_grad=True), Tensor(b_data, requires_grad=True)
+        x, y = Variable(a_data, requires_grad=True), Variable(b_data, requires_grad=True)
         upstream = _randn(g, 3)
         ns.backpropagate(x + y, upstream)
         assert_close(x.grad, upstream, what="x.grad")
@@ -270,12 +270,12 @@ def backpropagate_accumulates(ns: Namespace) -> None:
         assert y.grad is not None
         assert_not_shares_storage(x.grad, y.grad, what="x.grad (vs y.grad)")
     with case("backward twice: .grad accumulates, as in torch", x=a_data):
-        x = Tensor(a_data, requires_grad=True)
+        x = Variable(a_data, requires_grad=True)
         ns.backpropagate((x * x).sum())
         ns.backpropagate((x * x * x).sum())
         assert_close(x.grad, 2 * a_data + 3 * a_data**2, what="x.grad after two calls")
     with case("a leaf as root", x=a_data):
-        x = Tensor(a_data, requires_grad=True)
+        x = Variable(a_data, requires_grad=True)
         upstream = _randn(g, 3)
         ns.backpropagate(x, upstream)
         assert_close(x.grad, upstream, what="x.grad")
@@ -284,26 +284,26 @@ def backpropagate_accumulates(ns: Namespace) -> None:
 
 @check("backpropagate")
 def backpropagate_rejects_bad_calls(ns: Namespace) -> None:
-    x = Tensor(torch.ones(2, 3, dtype=f64), requires_grad=True)
+    x = Variable(torch.ones(2, 3, dtype=f64), requires_grad=True)
     with case("a (2, 3) output and no grad"):
         assert_raises(ns.backpropagate, x * 2, exc=ShapeError)
     with case("a (2, 3) output and a (3,) grad"):
         assert_raises(ns.backpropagate, x * 2, torch.ones(3, dtype=f64), exc=ShapeError)
     with case("a (3,) output and a (2, 3) grad (it would broadcast)"):
-        v = Tensor(torch.ones(3, dtype=f64), requires_grad=True)
+        v = Variable(torch.ones(3, dtype=f64), requires_grad=True)
         assert_raises(ns.backpropagate, v * 2, torch.ones(2, 3, dtype=f64), exc=ShapeError)
     with case("a backward_fn that returns one gradient for two parents"):
-        v = Tensor(torch.ones(3, dtype=f64), requires_grad=True)
+        v = Variable(torch.ones(3, dtype=f64), requires_grad=True)
         out = from_op(v.data * 2, (v, v), lambda g: (g * 2,))
         assert_raises(ns.backpropagate, out, torch.ones(3, dtype=f64), exc=ValueError)
     with case("an output that does not require grad"):
-        assert_raises(ns.backpropagate, Tensor(torch.ones(())), exc=RuntimeError)
+        assert_raises(ns.backpropagate, Variable(torch.ones(())), exc=RuntimeError)
         expect(x.grad is None, "x.grad should be untouched")
 
 
 @check("backpropagate")
 def backpropagate_does_not_recurse(ns: Namespace) -> None:
-    x = Tensor(torch.tensor(1.0, dtype=f64), requires_grad=True)
+    x = Variable(torch.tensor(1.0, dtype=f64), requires_grad=True)
     y = x
     for _ in range(10_000):
         y = y * 1.0001
@@ -429,7 +429,7 @@ def matmul_matches_torch(ns: Namespace) -> None:
 @check("matmul")
 def matmul_rejects_mismatched_shapes(ns: Namespace) -> None:
     for sa, sb in [((3, 4), (5, 6)), ((3,), (4,)), ((), (3,)), ((2, 3, 4), (3, 4, 5))]:
-        a, b = Tensor(torch.ones(sa), requires_grad=True), Tensor(torch.ones(sb))
+        a, b = Variable(torch.ones(sa), requires_grad=True), Variable(torch.ones(sb))
         with case(f"shapes {sa} @ {sb}"):
             err = assert_raises(ns.matmul, a, b, exc=ShapeError)
             expect(
@@ -463,7 +463,7 @@ def sum_matches_torch(ns: Namespace) -> None:
         def theirs(x: torch.Tensor, dim: Any = dim, keepdim: bool = keepdim) -> torch.Tensor:
             return x.sum(dim=dim, keepdim=keepdim)
 
-        def ours(x: Tensor, dim: Any = dim, keepdim: bool = keepdim) -> Any:
+        def ours(x: Variable, dim: Any = dim, keepdim: bool = keepdim) -> Any:
             return ns.reduce_sum(x, dim, keepdim)
 
         _compare_op(
@@ -489,7 +489,7 @@ def max_matches_torch(ns: Namespace) -> None:
         ]
     ):
 
-        def ours(x: Tensor, dim: int = dim, keepdim: bool = keepdim) -> Any:
+        def ours(x: Variable, dim: int = dim, keepdim: bool = keepdim) -> Any:
             return ns.reduce_max(x, dim, keepdim)
 
         def theirs(x: torch.Tensor, dim: int = dim, keepdim: bool = keepdim) -> torch.Tensor:
@@ -524,7 +524,7 @@ def getitem_matches_torch(ns: Namespace) -> None:
         ]
     ):
 
-        def ours(x: Tensor, index: Any = index) -> Any:
+        def ours(x: Variable, index: Any = index) -> Any:
             return ns.getitem(x, index)
 
         def theirs(x: torch.Tensor, index: Any = index) -> torch.Tensor:
@@ -557,7 +557,7 @@ def log_softmax_matches_torch(ns: Namespace) -> None:
         ]
     ):
 
-        def ours(x: Tensor, dim: int = dim) -> Any:
+        def ours(x: Variable, dim: int = dim) -> Any:
             return ns.log_softmax(x, dim)
 
         def theirs(x: torch.Tensor, dim: int = dim) -> torch.Tensor:
@@ -581,7 +581,7 @@ def cross_entropy_matches_torch(ns: Namespace) -> None:
         if batch == 8:
             targets = torch.tensor([0, 0, 3, 3, 3, 1, 0, 2])  # repeated classes
 
-        def ours(x: Tensor, targets: torch.Tensor = targets) -> Any:
+        def ours(x: Variable, targets: torch.Tensor = targets) -> Any:
             return ns.cross_entropy(x, targets)
 
         def theirs(x: torch.Tensor, targets: torch.Tensor = targets) -> torch.Tensor:
@@ -599,7 +599,7 @@ def cross_entropy_rejects_bad_shapes(ns: Namespace) -> None:
         ("6 targets for a batch of 5", (5, 6), (6,)),
         ("(5, 1) targets", (5, 3), (5, 1)),
     ]:
-        logits = Tensor(torch.zeros(logits_shape), requires_grad=True)
+        logits = Variable(torch.zeros(logits_shape), requires_grad=True)
         targets = torch.zeros(targets_shape, dtype=torch.int64)
         with case(name, logits=logits.data, targets=targets):
             assert_raises(ns.cross_entropy, logits, targets, exc=ShapeError)
