@@ -308,5 +308,5 @@ def main() -> None:
     try:
         app()
     except MlabError as err:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}")
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {err}")
         sys.exit(2)
