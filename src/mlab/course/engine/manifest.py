@@ -213,6 +213,11 @@ def load_day(directory: Path) -> Day:
     )
 
 
+@cache
+def _load_day_cached(directory: Path) -> Day:
+    return load_day(directory)
+
+
 def _day_sort_key(day: Day) -> tuple[int, int]:
     week, number = re.findall(r"\d+", day.id)
     return int(week), int(number)
@@ -222,7 +227,7 @@ def _day_sort_key(day: Day) -> tuple[int, int]:
 def all_days() -> tuple[Day, ...]:
     """Every day of the course, in course order."""
     days = [
-        load_day(path)
+        _load_day_cached(path)
         for path in COURSE_DIR.iterdir()
         if path.is_dir() and _DAY_DIR.match(path.name) and (path / "day.toml").is_file()
     ]
@@ -232,8 +237,18 @@ def all_days() -> tuple[Day, ...]:
 def get_day(day_id: str) -> Day:
     """The day called ``day_id`` ("w1d1"; the folder name "w1d1_tensors" works too)."""
     wanted = day_id.lower().split("_", 1)[0]
-    for day in all_days():
-        if day.id == wanted:
-            return day
-    known = ", ".join(d.id for d in all_days()) or "none yet"
+    # Load only this day's folder: a course bug in another day must not stop this one.
+    for path in COURSE_DIR.iterdir():
+        match = _DAY_DIR.match(path.name)
+        if match and match.group(1) == wanted and (path / "day.toml").is_file():
+            return _load_day_cached(path)
+    known = (
+        ", ".join(
+            sorted(
+                (m.group(1) for p in COURSE_DIR.iterdir() if (m := _DAY_DIR.match(p.name))),
+                key=lambda d: tuple(int(n) for n in re.findall(r"\d+", d)),
+            )
+        )
+        or "none yet"
+    )
     raise CourseError(f"There is no day {day_id!r}. Days: {known}. `mlab list` shows them all.")
