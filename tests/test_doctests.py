@@ -22,6 +22,8 @@ MODULES = [
     "mlab.data.idx",
     "mlab.data.batching",
     "mlab.data.datasets",
+    "mlab.optim.schedules",
+    "mlab.train.loops",
 ]
 
 
