@@ -7,9 +7,9 @@
 - ``plot_learning_curves``: the same MLP trained on a Fashion-MNIST subset with each optimizer,
   training loss and validation accuracy per epoch.
 
-The optimizers are ``torch.optim``'s by default; ``mlab.optim``'s are equal to them step for
-step, so pass factories for those to get the same pictures. Plots use matplotlib's Agg backend
-(no display needed).
+The optimizers are ``mlab.optim``'s own (part 1 of w1d5), which equal ``torch.optim``'s step
+for step; pass other factories to compare anything with a ``step()``. Plots use matplotlib's
+Agg backend (no display needed).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlab.data import load_fashion_mnist, minibatches, normalise_images
+from mlab.optim import optimizers as mlab_optim
 from mlab.optim.schedules import Scheduler, cosine_annealing_lr
 from mlab.train.loops import evaluate, train_epoch
 
@@ -45,18 +46,18 @@ __all__ = [
 MakeOptimizer = Callable[[Iterable[Tensor]], Any]
 
 ROSENBROCK_OPTIMIZERS: dict[str, MakeOptimizer] = {
-    "SGD (lr 1e-3)": lambda p: torch.optim.SGD(p, lr=1e-3),
-    "SGD + momentum 0.9 (lr 1e-3)": lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9),
-    "RMSprop (lr 1e-2)": lambda p: torch.optim.RMSprop(p, lr=1e-2),
-    "Adam (lr 5e-2)": lambda p: torch.optim.Adam(p, lr=5e-2),
+    "SGD (lr 1e-3)": lambda p: mlab_optim.SGD(p, lr=1e-3),
+    "SGD + momentum 0.9 (lr 1e-3)": lambda p: mlab_optim.SGD(p, lr=1e-3, momentum=0.9),
+    "RMSprop (lr 1e-2)": lambda p: mlab_optim.RMSprop(p, lr=1e-2),
+    "Adam (lr 5e-2)": lambda p: mlab_optim.Adam(p, lr=5e-2),
 }
 
 TRAINING_OPTIMIZERS: dict[str, MakeOptimizer] = {
-    "SGD (lr 0.05)": lambda p: torch.optim.SGD(p, lr=0.05),
-    "SGD + momentum 0.9 (lr 0.05)": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
-    "RMSprop (lr 1e-3)": lambda p: torch.optim.RMSprop(p, lr=1e-3),
-    "Adam (lr 1e-3)": lambda p: torch.optim.Adam(p, lr=1e-3),
-    "AdamW (lr 1e-3, wd 0.05)": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05),
+    "SGD (lr 0.05)": lambda p: mlab_optim.SGD(p, lr=0.05),
+    "SGD + momentum 0.9 (lr 0.05)": lambda p: mlab_optim.SGD(p, lr=0.05, momentum=0.9),
+    "RMSprop (lr 1e-3)": lambda p: mlab_optim.RMSprop(p, lr=1e-3),
+    "Adam (lr 1e-3)": lambda p: mlab_optim.Adam(p, lr=1e-3),
+    "AdamW (lr 1e-3, wd 0.05)": lambda p: mlab_optim.AdamW(p, lr=1e-3, weight_decay=0.05),
 }
 
 
