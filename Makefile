@@ -8,7 +8,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 EXTRAS ?= dev,nlp
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.mlab-installed
+comma  := ,
+# One stamp per set of extras: asking for other extras re-installs.
+STAMP  := $(VENV)/.mlab-installed-$(subst $(comma),-,$(EXTRAS))
 # pytest workers: one per core, as CI has 2.
 JOBS   ?= auto
 
