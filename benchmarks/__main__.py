@@ -11,6 +11,7 @@ from benchmarks import (
     bench_w1d3_conv,
     bench_w1d3_resnet,
     bench_w1d4_autograd_mlp,
+    bench_w1d6_ddp,
 )
 
 BENCHMARKS = [
@@ -20,6 +21,7 @@ BENCHMARKS = [
     bench_w1d3_conv,
     bench_w1d3_resnet,
     bench_w1d4_autograd_mlp,
+    bench_w1d6_ddp,
 ]
 
 

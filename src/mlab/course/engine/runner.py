@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import torch
+
 from mlab.course.engine.manifest import Day
 
 __all__ = ["STATUSES", "Result", "Target", "run_checks", "run_jobs"]
@@ -106,6 +108,10 @@ class _Worker:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         # Learner code runs with one thread: checks are small, and several workers share cores.
         env.setdefault("OMP_NUM_THREADS", "1")
+        # Without a GPU, Triton kernels (w1d6) run in its interpreter; it must be chosen
+        # before triton is first imported, so the worker gets it from its environment.
+        if not torch.cuda.is_available():
+            env.setdefault("TRITON_INTERPRET", "1")
         process = subprocess.Popen(
             [sys.executable, "-m", "mlab.course.engine.worker"],
             stdin=subprocess.PIPE,
