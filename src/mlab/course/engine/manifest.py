@@ -17,9 +17,10 @@ Parts become the sections of the learner's notebook file.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ _DAY_DIR = re.compile(r"^(w\d+d\d+)_([a-z0-9_]+)$")
 DEFAULT_TIMEOUT = 10.0
 
 _DAY_KEYS = {"id", "title", "summary", "instructions", "parts"}
-_PART_KEYS = {"title", "intro", "checks", "exercises"}
+_PART_KEYS = {"title", "intro", "checks", "exercises", "requires"}
 _EXERCISE_KEYS = {"name", "ref", "difficulty", "importance", "minutes", "hints", "timeout"}
 
 
@@ -48,6 +49,12 @@ class Exercise:
     timeout: float
     part: int  # index into Day.parts
     day_id: str
+    # Optional packages the part needs (e.g. "triton", from the `gpu` extra).
+    requires: tuple[str, ...] = ()
+
+    def missing_requirements(self) -> list[str]:
+        """The packages this exercise needs that are not installed."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
 
     @property
     def ref_module(self) -> str:
@@ -186,9 +193,13 @@ def load_day(directory: Path) -> Day:
         part_path = directory / part_file
         part_raw = _read_toml(part_path)
         _check_keys(part_raw, _PART_KEYS, str(part_path))
+        requires = part_raw.get("requires", [])
+        if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+            raise ConfigError(f"{part_path}: 'requires' should be a list of package names")
         exercises = []
         for raw_ex in _require(part_raw, "exercises", list, str(part_path)):
             ex = _load_exercise(raw_ex, index, day_id, str(part_path))
+            ex = replace(ex, requires=tuple(requires))
             if ex.name in seen:
                 raise ConfigError(f"{part_path}: exercise {ex.name!r} appears twice in {day_id}")
             seen.add(ex.name)

@@ -34,8 +34,16 @@ STATUS_STYLE = {
     "error": "bold magenta",
     "timeout": "bold yellow",
     "not started": "dim",
+    "skipped": "cyan",
 }
-STATUS_MARK = {"pass": "✓", "fail": "✗", "error": "!", "timeout": "⏱", "not started": "·"}
+STATUS_MARK = {
+    "pass": "✓",
+    "fail": "✗",
+    "error": "!",
+    "timeout": "⏱",
+    "not started": "·",
+    "skipped": "-",
+}
 
 
 def default_workspace() -> Path:
@@ -75,7 +83,7 @@ def next_step(day: Day, results: list[Result]) -> str:
     by_name = {r.exercise: r for r in results}
     for ex in day.exercises:
         r = by_name.get(ex.name)
-        if r is None or r.passed:
+        if r is None or r.passed or r.status == "skipped":
             continue
         if r.status == "not started":
             return (
@@ -134,6 +142,9 @@ def print_results(day: Day, results: list[Result], console: Console, title: str)
             f"[yellow]Not in the file:[/yellow] {shown}. Renamed or deleted? "
             f"`mlab start {day.id} --new` writes fresh stubs beside your file to copy from."
         )
+    skipped = [r for r in results if r.status == "skipped"]
+    if skipped:
+        console.print(f"[cyan]Skipped {len(skipped)}:[/cyan] {skipped[0].message}")
     passed = sum(r.passed for r in results)
     style = "bold green" if passed == len(results) else "bold"
     console.print(Text(f"{passed}/{len(results)} passing.", style=style))
@@ -193,4 +204,4 @@ def check_and_report(
         print_results(day, results, console, f"{day.id} {day.title}: {label}")
         if not reference:
             console.print(next_step(day, results))
-    return all(r.passed for r in results)
+    return all(r.passed or r.status == "skipped" for r in results)

@@ -34,8 +34,8 @@ from mlab.course.engine.manifest import Day
 
 __all__ = ["STATUSES", "Result", "Target", "run_checks", "run_jobs"]
 
-Status = Literal["pass", "fail", "error", "timeout", "not started"]
-STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "timeout", "not started")
+Status = Literal["pass", "fail", "error", "timeout", "not started", "skipped"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "error", "timeout", "not started", "skipped")
 
 # Starting a worker: Python and torch imports (slow on a loaded CI machine).
 START_TIMEOUT = 120.0
@@ -288,7 +288,15 @@ def run_jobs(
                     return
                 target, name = job_list[i]
                 key = json.dumps(target.to_json(), sort_keys=True)
-                if key in load_timeouts:
+                missing = day.exercise(name).missing_requirements()
+                if missing:
+                    result = Result(
+                        name,
+                        "skipped",
+                        f"needs {', '.join(missing)}, which is not installed: "
+                        "`make setup EXTRAS=dev,nlp,gpu` installs the optional extras.",
+                    )
+                elif key in load_timeouts:
                     result = replace(load_timeouts[key], exercise=name)
                 else:
                     if worker is None or not worker.alive:

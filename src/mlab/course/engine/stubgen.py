@@ -222,12 +222,15 @@ def _stars(n: int) -> str:
 def workspace_source(day: Day) -> str:
     """The learner's exercise file for ``day``: percent-format cells, imports first, then one
     cell per exercise in course order, grouped by part."""
-    sources = [exercise_source(ex) for ex in day.exercises]
+    # Exercises whose optional packages are missing are left out (their reference module
+    # would not even import); the part says how to get them.
+    available = [ex for ex in day.exercises if not ex.missing_requirements()]
+    sources = {ex.name: exercise_source(ex) for ex in available}
     names = {ex.name for ex in day.exercises}
 
     plain: dict[str, None] = {}  # "import x as y" lines, ordered, deduplicated
     from_names: dict[str, dict[str, None]] = {}  # module -> "name" / "name as alias"
-    for module in dict.fromkeys(ex.ref_module for ex in day.exercises):
+    for module in dict.fromkeys(ex.ref_module for ex in available):
         for node in _imports_of(module):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -238,7 +241,7 @@ def workspace_source(day: Day) -> str:
                 # An exercise of this day is the learner's to write: never import it.
                 if (alias.asname or alias.name) not in names:
                     from_names.setdefault(node.module, {})[ast.unparse(alias)] = None
-    for src in sources:
+    for src in sources.values():
         for module, name in _helpers_used(src, names):
             from_names.setdefault(module, {})[name] = None
     _check_one_meaning_per_name(day, plain, from_names)
@@ -272,7 +275,16 @@ def workspace_source(day: Day) -> str:
         out.append("")
         for ex in part.exercises:
             number += 1
-            src = sources[number - 1]
+            if ex.name not in sources:
+                out += [
+                    "",
+                    "# %% [markdown]",
+                    f"# ### {number}. `{ex.name}`: needs {', '.join(ex.missing_requirements())}",
+                    "# Not installed: `make setup EXTRAS=dev,nlp,gpu`, then",
+                    f"# `mlab start {day.id} --new` writes this exercise's stub beside your file.",
+                ]
+                continue
+            src = sources[ex.name]
             out += [
                 "",
                 "# %% [markdown]",
