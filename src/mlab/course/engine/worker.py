@@ -29,7 +29,7 @@ from typing import IO, Any
 import torch
 
 from mlab.course.engine.checks import MissingExercise, Namespace, checks_for
-from mlab.course.engine.manifest import Day, get_day
+from mlab.course.engine.manifest import Day, Exercise, get_day
 from mlab.course.engine.stubgen import workspace_source
 from mlab.errors import MismatchError
 
@@ -108,8 +108,13 @@ def _module_namespace(module: types.ModuleType, day: Day, source: str) -> Namesp
     return Namespace(values, source=source)
 
 
+def _available(day: Day) -> list[Exercise]:
+    """The day's exercises whose optional packages are installed (the others are skipped)."""
+    return [ex for ex in day.exercises if not ex.missing_requirements()]
+
+
 def _reference_namespace(day: Day) -> Namespace:
-    return Namespace({ex.name: ex.reference() for ex in day.exercises}, source="the reference")
+    return Namespace({ex.name: ex.reference() for ex in _available(day)}, source="the reference")
 
 
 def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
@@ -119,7 +124,7 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
     if kind == "reference":
         files = {
             ex.reference().__code__.co_filename
-            for ex in day.exercises
+            for ex in _available(day)
             if hasattr(ex.reference(), "__code__")
         }
         return _reference_namespace(day), files
