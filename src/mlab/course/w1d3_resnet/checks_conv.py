@@ -260,26 +260,7 @@ def conv1d_matches_torch(ns: Namespace) -> None:
         (2, 6, 9, 12, 2, 1, 3, 3, 3, True, "sliced"),
         (1, 3, 3, 8, 5, 1, 2, 1, 3, False, "contiguous"),
     ]
-    for seed, cfg in enumerate(configs):
-        batch, c_in, c_out, width, kernel, stride, padding, dilation, groups, bias, layout = cfg
-        x = leaf(batch, c_in, width, seed=seed, layout=layout)
-        weight = leaf(c_out, c_in // groups, kernel, seed=100 + seed)
-        b = leaf(c_out, seed=200 + seed) if bias else None
-        desc = (
-            f"x {tuple(x.shape)} ({layout}), weight {tuple(weight.shape)}, bias={bias}, "
-            f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups}"
-        )
-        with case(desc, x=x, weight=weight):
-            matches_torch(
-                ns.conv1d,
-                F.conv1d,
-                [x, weight, b],
-                seed=300 + seed,
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=groups,
-            )
+    _check_conv(ns.conv1d, F.conv1d, configs, 0)
 
 
 @check("conv1d")
@@ -318,11 +299,21 @@ CONV2D_CONFIGS: list[tuple[Any, ...]] = [
 ]
 
 
-def _check_conv2d(ns: Namespace, configs: list[tuple[Any, ...]], seed0: int) -> None:
+def _check_conv(
+    mine: Callable[..., Tensor],
+    theirs: Callable[..., Tensor],
+    configs: list[tuple[Any, ...]],
+    seed0: int,
+) -> None:
+    """Compare ``mine`` with torch's ``theirs``, forward and backward, on each config:
+    (batch, in, out, size, kernel, stride, padding, dilation, groups, bias, layout), where
+    size and kernel are ints for conv1d and pairs for conv2d."""
     for seed, cfg in enumerate(configs, start=seed0):
         batch, c_in, c_out, size, kernel, stride, padding, dilation, groups, bias, layout = cfg
-        x = leaf(batch, c_in, *size, seed=seed, layout=layout)
-        weight = leaf(c_out, c_in // groups, *kernel, seed=100 + seed)
+        sizes = size if isinstance(size, tuple) else (size,)
+        kernels = kernel if isinstance(kernel, tuple) else (kernel,)
+        x = leaf(batch, c_in, *sizes, seed=seed, layout=layout)
+        weight = leaf(c_out, c_in // groups, *kernels, seed=100 + seed)
         b = leaf(c_out, seed=200 + seed) if bias else None
         desc = (
             f"x {tuple(x.shape)} ({layout}), weight {tuple(weight.shape)}, bias={bias}, "
@@ -330,8 +321,8 @@ def _check_conv2d(ns: Namespace, configs: list[tuple[Any, ...]], seed0: int) -> 
         )
         with case(desc, x=x, weight=weight):
             matches_torch(
-                ns.conv2d,
-                F.conv2d,
+                mine,
+                theirs,
                 [x, weight, b],
                 seed=300 + seed,
                 stride=stride,
@@ -343,7 +334,7 @@ def _check_conv2d(ns: Namespace, configs: list[tuple[Any, ...]], seed0: int) -> 
 
 @check("conv2d")
 def conv2d_matches_torch(ns: Namespace) -> None:
-    _check_conv2d(ns, CONV2D_CONFIGS, 0)
+    _check_conv(ns.conv2d, F.conv2d, CONV2D_CONFIGS, 0)
 
 
 @check("conv2d")
@@ -360,7 +351,7 @@ def conv2d_groups_match_torch(ns: Namespace) -> None:
         (1, 6, 3, (8, 6), (2, 3), (2, 1), (1, 0), 1, 3, False, "channels_last"),
         (2, 3, 6, (6, 7), (3, 3), 1, 1, (1, 2), 3, True, "sliced"),  # depthwise, x2 multiplier
     ]
-    _check_conv2d(ns, configs, 10)
+    _check_conv(ns.conv2d, F.conv2d, configs, 10)
 
 
 @check("conv2d")
