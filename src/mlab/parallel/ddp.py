@@ -12,7 +12,11 @@ batch. The pieces, in the order a training run uses them:
   ``torch.utils.data.distributed.DistributedSampler`` does;
 - :func:`allreduce_gradients` averages the gradients, one all-reduce per bucket of gradients
   flattened into a single tensor (:func:`flatten_bucket`, :func:`unflatten_bucket`);
-- :func:`train_step` is one step of all that.
+- :func:`train_step` is one step of all that;
+- :class:`OverlappedAllReduce` does the same averaging while ``backward`` is still running: a
+  hook on every parameter notices when its gradient is final, and a bucket's all-reduce starts
+  (``async_op=True``) as soon as all its gradients are, so communication overlaps the rest of
+  backward as in ``DistributedDataParallel``.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import torch.distributed as dist
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from mlab.errors import ConfigError
+from mlab.errors import ConfigError, MlabError
 
 __all__ = [
     "ENV_VARS",
+    "OverlappedAllReduce",
     "allreduce_gradients",
     "broadcast_parameters",
     "bucket_parameters",
@@ -215,3 +220,103 @@ def train_step(
     allreduce_gradients(module, bucket_cap_mb)
     optimizer.step()
     return float(loss.detach())
+
+
+class OverlappedAllReduce:
+    """Average the gradients of ``module`` over the ranks while ``backward`` runs.
+
+    Backward produces gradients roughly in reverse order of ``module.parameters()`` (the last
+    layer's first), so the trainable parameters are bucketed in that reverse order, by the
+    rule of :func:`bucket_parameters` (same dtype, at most ``bucket_cap_mb``). A
+    post-accumulate-grad hook on each parameter marks its gradient ready; when a bucket's
+    gradients are all ready its flattened gradients start an asynchronous ``dist.all_reduce``
+    and backward goes on computing earlier layers meanwhile. :meth:`finish` waits for every
+    reduction, divides by the world size and copies the averages into the ``.grad`` tensors.
+
+    Use: ``loss.backward(); overlap.finish(); optimizer.step()`` on every step. Every
+    trainable parameter must get a gradient in every backward (as with DDP's default
+    ``find_unused_parameters=False``): :meth:`finish` names those that did not. Gradient
+    accumulation over several backwards needs :func:`allreduce_gradients` instead.
+    """
+
+    def __init__(self, module: nn.Module, bucket_cap_mb: float = 25.0) -> None:
+        self.world_size = dist.get_world_size()
+        names = {p: name for name, p in module.named_parameters()}
+        params = [p for p in module.parameters() if p.requires_grad]
+        cap = bucket_cap_mb * 2**20
+        self.buckets: list[list[nn.Parameter]] = []
+        size = 0
+        for p in reversed(params):
+            nbytes = p.numel() * p.element_size()
+            if self.buckets and self.buckets[-1][0].dtype == p.dtype and size + nbytes <= cap:
+                self.buckets[-1].append(p)
+                size += nbytes
+            else:
+                self.buckets.append([p])
+                size = nbytes
+        self._names = names
+        self._bucket_of = {p: i for i, bucket in enumerate(self.buckets) for p in bucket}
+        self._ready: list[set[nn.Parameter]] = [set() for _ in self.buckets]
+        self._in_flight: dict[int, tuple[dist.Work | None, Tensor]] = {}
+        #: this step's ``("ready", parameter name)`` and ``("launch", bucket index)`` events,
+        #: in the order they happened (the proof that reduction starts during backward)
+        self.events: list[tuple[str, str | int]] = []
+        self._new_step = True
+        self._hooks = [
+            p.register_post_accumulate_grad_hook(self._on_ready)  # type: ignore[no-untyped-call]
+            for p in params
+        ]
+
+    def _on_ready(self, p: Tensor) -> None:
+        i = self._bucket_of[p]  # type: ignore[index]
+        if i in self._in_flight:
+            raise MlabError(
+                f"the gradient of {self._names[p]} (bucket {i}) arrived again after its "  # type: ignore[index]
+                "bucket's all-reduce started: call finish() after every backward, or use "
+                "allreduce_gradients for gradient accumulation"
+            )
+        if self._new_step:
+            self.events, self._new_step = [], False
+        self.events.append(("ready", self._names[p]))  # type: ignore[index]
+        self._ready[i].add(p)  # type: ignore[arg-type]
+        if len(self._ready[i]) == len(self.buckets[i]):
+            grads = [q.grad for q in self.buckets[i]]
+            flat = flatten_bucket([g for g in grads if g is not None])
+            self._in_flight[i] = (dist.all_reduce(flat, async_op=True), flat)
+            self.events.append(("launch", i))
+
+    def finish(self) -> None:
+        """Wait for every bucket's all-reduce and write the averaged gradients in place.
+
+        A bucket that never started (some of its parameters got no gradient this backward)
+        raises :class:`mlab.errors.MlabError` naming them; the state is reset either way."""
+        try:
+            missing = [
+                name
+                for p, name in self._names.items()
+                if p in self._bucket_of and p not in self._ready[self._bucket_of[p]]
+            ]
+            for i, (work, flat) in sorted(self._in_flight.items()):
+                if work is not None:
+                    work.wait()
+                flat.div_(self.world_size)
+                grads = [p.grad for p in self.buckets[i] if p.grad is not None]
+                for grad, averaged in zip(grads, unflatten_bucket(flat, grads), strict=True):
+                    grad.copy_(averaged)
+            if missing:
+                raise MlabError(
+                    f"no gradient this step for {', '.join(missing)}: every trainable parameter "
+                    "must take part in the loss (freeze the others with requires_grad_(False) "
+                    "before building OverlappedAllReduce), or average with allreduce_gradients"
+                )
+        finally:
+            self._in_flight.clear()
+            for ready in self._ready:
+                ready.clear()
+            self._new_step = True
+
+    def remove(self) -> None:
+        """Take the hooks off the parameters (the module trains alone again)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
