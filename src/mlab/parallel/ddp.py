@@ -226,12 +226,12 @@ class OverlappedAllReduce:
     """Average the gradients of ``module`` over the ranks while ``backward`` runs.
 
     Backward produces gradients roughly in reverse order of ``module.parameters()`` (the last
-    layer's first), so the trainable parameters are bucketed in that reverse order, by the
-    rule of :func:`bucket_parameters` (same dtype, at most ``bucket_cap_mb``). A
-    post-accumulate-grad hook on each parameter marks its gradient ready; when a bucket's
-    gradients are all ready its flattened gradients start an asynchronous ``dist.all_reduce``
-    and backward goes on computing earlier layers meanwhile. :meth:`finish` waits for every
-    reduction, divides by the world size and copies the averages into the ``.grad`` tensors.
+    layer's first), so the trainable parameters are bucketed in that reverse order. A
+    post-accumulate-grad hook on each of them (:meth:`_on_ready`) marks its gradient ready;
+    when a bucket's gradients are all ready its flattened gradients start an asynchronous
+    ``dist.all_reduce`` and backward goes on computing earlier layers meanwhile. :meth:`finish`
+    waits for every reduction, divides by the world size and copies the averages into the
+    ``.grad`` tensors.
 
     Use: ``loss.backward(); overlap.finish(); optimizer.step()`` on every step. Every
     trainable parameter must get a gradient in every backward (as with DDP's default
@@ -239,70 +239,93 @@ class OverlappedAllReduce:
     accumulation over several backwards needs :func:`allreduce_gradients` instead.
     """
 
+    #: the trainable parameters in buckets, in the order backward fills them
+    buckets: list[list[nn.Parameter]]
+    #: the latest backward's ``("ready", parameter name)`` and ``("launch", bucket index)``
+    #: events, in the order they happened: the proof that reduction starts during backward
+    events: list[tuple[str, str | int]]
+
     def __init__(self, module: nn.Module, bucket_cap_mb: float = 25.0) -> None:
+        """Read the world size (``dist.get_world_size()``) and bucket the trainable parameters
+        (``requires_grad``) of ``module`` into ``self.buckets``: walk them in *reverse*
+        ``module.parameters()`` order; a parameter joins the last bucket unless its dtype
+        differs from that bucket's or the bucket's bytes plus its own (``numel() *
+        element_size()``) would exceed ``bucket_cap_mb * 2**20``; then it starts a new bucket
+        (a parameter bigger than the cap is a bucket of its own). Start ``self.events`` empty
+        and register :meth:`_on_ready` as a post-accumulate-grad hook on every trainable
+        parameter (``p.register_post_accumulate_grad_hook``), keeping the handles for
+        :meth:`remove`."""
         self.world_size = dist.get_world_size()
-        names = {p: name for name, p in module.named_parameters()}
-        params = [p for p in module.parameters() if p.requires_grad]
+        trainable = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         cap = bucket_cap_mb * 2**20
-        self.buckets: list[list[nn.Parameter]] = []
-        size = 0
-        for p in reversed(params):
+        self.buckets = []
+        sizes: list[int] = []  # bytes of each bucket
+        for _, p in reversed(trainable):
             nbytes = p.numel() * p.element_size()
-            if self.buckets and self.buckets[-1][0].dtype == p.dtype and size + nbytes <= cap:
+            if self.buckets and self.buckets[-1][0].dtype == p.dtype and sizes[-1] + nbytes <= cap:
                 self.buckets[-1].append(p)
-                size += nbytes
+                sizes[-1] += nbytes
             else:
                 self.buckets.append([p])
-                size = nbytes
-        self._names = names
-        self._bucket_of = {p: i for i, bucket in enumerate(self.buckets) for p in bucket}
-        self._ready: list[set[nn.Parameter]] = [set() for _ in self.buckets]
-        self._in_flight: dict[int, tuple[dist.Work | None, Tensor]] = {}
-        #: this step's ``("ready", parameter name)`` and ``("launch", bucket index)`` events,
-        #: in the order they happened (the proof that reduction starts during backward)
-        self.events: list[tuple[str, str | int]] = []
-        self._new_step = True
+                sizes.append(nbytes)
+        self._names: dict[Tensor, str] = {p: name for name, p in trainable}
+        self._bucket_of: dict[Tensor, int] = {
+            p: i for i, bucket in enumerate(self.buckets) for p in bucket
+        }
+        self._ready: list[set[Tensor]] = [set() for _ in self.buckets]
+        self._in_flight: dict[int, tuple[dist.Work, Tensor]] = {}
+        self.events = []
         self._hooks = [
             p.register_post_accumulate_grad_hook(self._on_ready)  # type: ignore[no-untyped-call]
-            for p in params
+            for _, p in trainable
         ]
 
     def _on_ready(self, p: Tensor) -> None:
-        i = self._bucket_of[p]  # type: ignore[index]
+        """The hook: backward has finished accumulating ``p.grad``.
+
+        Append ``("ready", name)`` (``p``'s name in ``module.named_parameters()``) to
+        ``self.events``, which starts anew at the first gradient of each backward. When ``p``
+        completes its bucket (all of the bucket's gradients ready in this backward), flatten
+        the bucket's gradients in bucket order (:func:`flatten_bucket`), start
+        ``dist.all_reduce(flat, async_op=True)``, keep the ``Work`` it returns and ``flat``
+        for :meth:`finish`, and append ``("launch", bucket index)``. A gradient whose bucket's
+        all-reduce has already started (a second backward before :meth:`finish`) raises
+        :class:`mlab.errors.MlabError` naming the parameter."""
+        i = self._bucket_of[p]
         if i in self._in_flight:
             raise MlabError(
-                f"the gradient of {self._names[p]} (bucket {i}) arrived again after its "  # type: ignore[index]
+                f"the gradient of {self._names[p]} (bucket {i}) arrived again after its "
                 "bucket's all-reduce started: call finish() after every backward, or use "
                 "allreduce_gradients for gradient accumulation"
             )
-        if self._new_step:
-            self.events, self._new_step = [], False
-        self.events.append(("ready", self._names[p]))  # type: ignore[index]
-        self._ready[i].add(p)  # type: ignore[arg-type]
+        if not any(self._ready):
+            self.events = []
+        self.events.append(("ready", self._names[p]))
+        self._ready[i].add(p)
         if len(self._ready[i]) == len(self.buckets[i]):
-            grads = [q.grad for q in self.buckets[i]]
-            flat = flatten_bucket([g for g in grads if g is not None])
+            flat = flatten_bucket([q.grad for q in self.buckets[i] if q.grad is not None])
             self._in_flight[i] = (dist.all_reduce(flat, async_op=True), flat)
             self.events.append(("launch", i))
 
     def finish(self) -> None:
-        """Wait for every bucket's all-reduce and write the averaged gradients in place.
+        """Wait for each started all-reduce, in the order they started (``work.wait()``: only
+        then does ``flat`` hold the sum over the ranks), divide it by the world size and copy
+        its pieces (:func:`unflatten_bucket`) into the bucket's ``.grad`` tensors, in place.
 
-        A bucket that never started (some of its parameters got no gradient this backward)
-        raises :class:`mlab.errors.MlabError` naming them; the state is reset either way."""
+        Then, if some trainable parameters got no gradient in this backward (so their buckets
+        never started), raise :class:`mlab.errors.MlabError` naming them in
+        ``module.named_parameters()`` order. Either way, leave the state ready for the next
+        backward."""
         try:
-            missing = [
-                name
-                for p, name in self._names.items()
-                if p in self._bucket_of and p not in self._ready[self._bucket_of[p]]
-            ]
-            for i, (work, flat) in sorted(self._in_flight.items()):
-                if work is not None:
-                    work.wait()
+            for i, (work, flat) in self._in_flight.items():
+                work.wait()
                 flat.div_(self.world_size)
                 grads = [p.grad for p in self.buckets[i] if p.grad is not None]
                 for grad, averaged in zip(grads, unflatten_bucket(flat, grads), strict=True):
                     grad.copy_(averaged)
+            missing = [
+                name for p, name in self._names.items() if p not in self._ready[self._bucket_of[p]]
+            ]
             if missing:
                 raise MlabError(
                     f"no gradient this step for {', '.join(missing)}: every trainable parameter "
@@ -313,10 +336,8 @@ class OverlappedAllReduce:
             self._in_flight.clear()
             for ready in self._ready:
                 ready.clear()
-            self._new_step = True
 
     def remove(self) -> None:
         """Take the hooks off the parameters (the module trains alone again)."""
         for handle in self._hooks:
             handle.remove()
-        self._hooks = []
