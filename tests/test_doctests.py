@@ -11,6 +11,8 @@ import torch
 
 MODULES = [
     "mlab.testing",
+    "mlab.inspect.stats",
+    "mlab.inspect.record",
     "mlab.tensor.strides",
     "mlab.tensor.indexing",
     "mlab.tensor.reductions",

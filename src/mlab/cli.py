@@ -264,6 +264,33 @@ def mutants(
     raise typer.Exit(0 if report.score >= MIN_SCORE and not report.problems else 1)
 
 
+@app.command("inspect")
+def inspect_(
+    script: Annotated[
+        Path,
+        typer.Argument(
+            help="A training script defining `build_model(seed)` and "
+            "`train(model, *, steps, seed, on_step)`."
+        ),
+    ],
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="Another script: find where the two first differ."),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Training steps to record.")] = 3,
+    seed: Annotated[int, typer.Option(help="The seed both scripts start from.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for report.html and its PNGs.")] = Path(
+        "inspect-report"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds each script may run.")] = 60.0,
+) -> None:
+    """Record every layer's outputs and gradients while a script trains; with `--against`,
+    say where two scripts first part ways. Writes an HTML report."""
+    from mlab.inspect.cli import inspect_command  # lazy: matplotlib
+
+    raise typer.Exit(inspect_command(script, against, steps, seed, out, timeout))
+
+
 demo_app = typer.Typer(
     help="Demos that draw pictures from the library's code.", no_args_is_help=True
 )

@@ -1,0 +1,333 @@
+"""Find where two training runs first part ways: the bug hunt's main tool.
+
+Two runs of "the same" training (a working script and a broken one, or a script before and
+after a change) are compared in the order the computation happens: the weights at the start
+of a step, the input batch, each layer's output in forward order, the loss, the gradients in
+backward order, the parameter gradients; then the next step. The first place that differs
+localises the bug, and its kind says where to look:
+
+- ``init``: the weights differ before training starts (seed, initialisation, layer sizes);
+- ``input``: the data differ (order, shuffling, preprocessing);
+- ``forward``: a layer computes something else (its code, or train/eval mode);
+- ``loss``: the model's outputs agree but the loss does not (targets, loss function);
+- ``backward``: the forward pass agrees but a gradient does not (a detach, ``no_grad``);
+- ``update``: everything in step ``s - 1`` agreed, yet the weights at step ``s`` differ
+  (optimizer, learning rate, ``zero_grad``).
+
+This is "diff the activations" debugging, the way one ports a model between frameworks and
+checks it layer by layer against the original.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor
+
+from mlab.inspect.health import Finding, health
+from mlab.inspect.record import Run, StepRecord
+from mlab.inspect.stats import TINY, TensorStats, relative_difference, stats_difference
+
+__all__ = [
+    "NOISE_FLOOR",
+    "Comparison",
+    "Divergence",
+    "Finding",
+    "LayerDiff",
+    "compare",
+    "entry_difference",
+    "health",
+    "loss_difference",
+    "step_rows",
+]
+
+# Values this much smaller than the largest of their kind in a step (activations, gradients,
+# ...) are measured against NOISE_FLOOR times that largest value instead of their own size:
+# a bias gradient right before BatchNorm is rounding noise (about 1e-9), and its relative
+# difference between two equivalent computations would be meaningless.
+NOISE_FLOOR = 1e-3
+
+Kind = Literal["none", "init", "input", "forward", "loss", "backward", "update"]
+Place = Literal["param", "input", "activation", "loss", "gradient", "param_grad"]
+
+
+@dataclass
+class LayerDiff:
+    """One compared place of one step: ``name`` is a module name (activation, gradient), a
+    parameter name (param, param_grad), ``"input"`` or ``"loss"``."""
+
+    step: int
+    place: Place
+    name: str
+    rel_diff: float
+    differs: bool
+
+
+@dataclass
+class Divergence:
+    """The first place where two runs differ. ``layer`` is a module name for ``forward`` and
+    ``backward`` (a parameter name when a parameter's gradient differs first), a parameter
+    name for ``init`` and ``update``, None otherwise. ``detail`` says it in a sentence."""
+
+    kind: Kind
+    step: int
+    layer: str | None
+    rel_diff: float
+    detail: str
+
+
+@dataclass
+class Comparison:
+    """Two runs, where they first differ, and every compared place up to that step."""
+
+    a: Run
+    b: Run
+    first: Divergence
+    rows: list[LayerDiff]
+
+    def summary(self) -> str:
+        """A plain-text table of the first divergent step (the last step when none is)."""
+        step = self.first.step
+        lines = [
+            f"a = {self.a.name}, b = {self.b.name}: first divergence: {self.first.kind}",
+            self.first.detail,
+            "",
+            f"{'place':<11} {'name':<32} {'type':<22} {'rel. diff':>10}",
+        ]
+        for row in self.rows:
+            if row.step == step:
+                kind = _type_name(row.name, self.a, self.b) if row.place in _MODULE_PLACES else ""
+                mark = "  <- differs" if row.differs else ""
+                lines.append(
+                    f"{row.place:<11} {row.name:<32.32} {kind:<22.22} {row.rel_diff:>10.3g}{mark}"
+                )
+        return "\n".join(lines)
+
+
+_MODULE_PLACES = ("activation", "gradient")
+
+
+def entry_difference(
+    a: TensorStats | None,
+    b: TensorStats | None,
+    ta: Tensor | None,
+    tb: Tensor | None,
+    floor: float = 0.0,
+) -> float:
+    """How far one recorded entry of run a is from the same entry of run b.
+
+    ``a``/``b`` are the summaries (None when the run has no such entry), ``ta``/``tb`` the kept
+    tensors (None when not kept). Both entries missing: 0.0; one missing: ``inf``; both
+    tensors kept: ``relative_difference(ta, tb)``; otherwise ``stats_difference(a, b)``.
+    An entry smaller than ``floor`` is measured against ``floor`` instead of its own size:
+    multiply by ``(b.abs_max + TINY) / (max(b.abs_max, floor) + TINY)``.
+    """
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else math.inf
+    if ta is not None and tb is not None:
+        diff = relative_difference(ta, tb)
+    else:
+        diff = stats_difference(a, b)
+    if diff == 0.0:
+        return 0.0
+    return diff * (b.abs_max + TINY) / (max(b.abs_max, floor) + TINY)
+
+
+def loss_difference(a: float | None, b: float | None) -> float:
+    """``|a - b| / (|b| + TINY)``; 0.0 when both are None or both NaN (or equal infinities),
+    ``inf`` when only one is None or only one is NaN."""
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else math.inf
+    if a == b or (math.isnan(a) and math.isnan(b)):
+        return 0.0
+    if math.isnan(a) or math.isnan(b):
+        return math.inf
+    return abs(a - b) / (abs(b) + TINY)
+
+
+def _names(a: dict[str, TensorStats], b: dict[str, TensorStats]) -> list[str]:
+    """``a``'s keys in order, then ``b``'s keys that ``a`` lacks."""
+    return list(a) + [name for name in b if name not in a]
+
+
+def _place_rows(
+    sa: StepRecord, sb: StepRecord, place: Place, prefix: str, rtol: float
+) -> list[LayerDiff]:
+    """The rows of one place (``"param"``, ``"activation"``, ...) whose entries live in the
+    StepRecord field ``_FIELDS[place]`` and whose kept tensors are keyed ``prefix:name``.
+    Entries are measured against at least ``NOISE_FLOOR`` times the largest ``abs_max`` of
+    the place in run b."""
+    a: dict[str, TensorStats] = getattr(sa, _FIELDS[place])
+    b: dict[str, TensorStats] = getattr(sb, _FIELDS[place])
+    sizes = [s.abs_max for s in b.values() if math.isfinite(s.abs_max)]
+    floor = NOISE_FLOOR * max(sizes, default=0.0)
+    rows = []
+    for name in _names(a, b):
+        ta, tb = sa.tensors.get(f"{prefix}:{name}"), sb.tensors.get(f"{prefix}:{name}")
+        diff = entry_difference(a.get(name), b.get(name), ta, tb, floor)
+        rows.append(LayerDiff(sa.step, place, name, diff, not diff <= rtol))
+    return rows
+
+
+_FIELDS = {
+    "param": "params",
+    "activation": "activations",
+    "gradient": "gradients",
+    "param_grad": "param_grads",
+}
+
+
+def step_rows(sa: StepRecord, sb: StepRecord, rtol: float) -> list[LayerDiff]:
+    """Compare one step of two runs place by place, in the order the computation happens:
+    params, input, activations, loss, gradients, param_grads (each in run a's order, then
+    names only run b has; see ``NOISE_FLOOR``). A place differs when its difference is not
+    ``<= rtol`` (so NaN differs); the input and loss rows are left out when neither run has
+    them."""
+    rows = _place_rows(sa, sb, "param", "param", rtol)
+    if sa.input is not None or sb.input is not None:
+        ta, tb = sa.tensors.get("input"), sb.tensors.get("input")
+        diff = entry_difference(sa.input, sb.input, ta, tb)
+        rows.append(LayerDiff(sa.step, "input", "input", diff, not diff <= rtol))
+    rows += _place_rows(sa, sb, "activation", "act", rtol)
+    if sa.loss is not None or sb.loss is not None:
+        diff = loss_difference(sa.loss, sb.loss)
+        rows.append(LayerDiff(sa.step, "loss", "loss", diff, not diff <= rtol))
+    rows += _place_rows(sa, sb, "gradient", "grad", rtol)
+    rows += _place_rows(sa, sb, "param_grad", "param_grad", rtol)
+    return rows
+
+
+def compare(a: Run, b: Run, *, rtol: float = 1e-4) -> Comparison:
+    """Walk both runs step by step (``step_rows``) and stop at the first place that differs.
+
+    Its kind follows from its place: ``param`` is ``init`` at step 0 and ``update`` later,
+    ``input`` is ``input``, ``activation`` is ``forward``, ``loss`` is ``loss``, ``gradient``
+    and ``param_grad`` are ``backward``. ``rows`` holds every step's rows up to and including
+    that step (all steps when none differs: kind ``none``).
+
+    Kept tensors are compared element by element; without them only the summaries are, and
+    summaries cannot see some changes (a shuffled batch has the same mean, std and norm).
+    """
+    rows: list[LayerDiff] = []
+    for sa, sb in zip(a.steps, b.steps, strict=False):
+        current = step_rows(sa, sb, rtol)
+        rows += current
+        for row in current:
+            if row.differs:
+                return Comparison(a, b, _divergence(row, current, a, b), rows)
+    detail = (
+        f"{a.name} and {b.name} agree at every recorded place (weights, input, layer outputs, "
+        f"loss, gradients) over {min(len(a.steps), len(b.steps))} steps, within rtol={rtol:g}"
+    )
+    if len(a.steps) != len(b.steps):
+        detail += f"; but {a.name} has {len(a.steps)} steps and {b.name} {len(b.steps)}"
+    last = min(len(a.steps), len(b.steps)) - 1
+    return Comparison(a, b, Divergence("none", max(last, 0), None, 0.0, detail + "."), rows)
+
+
+def _type_name(name: str, a: Run, b: Run) -> str:
+    """A module's class name, or both when the runs disagree (``"Linear in a, ReLU in b"``)."""
+    ta, tb = a.module_types.get(name, "?"), b.module_types.get(name, "?")
+    return ta if ta == tb else f"{ta} in {a.name}, {tb} in {b.name}"
+
+
+def _number(x: float | None) -> str:
+    return "none" if x is None else f"{x:.6g}"
+
+
+def _only_in(row: LayerDiff, a: Run, b: Run) -> str | None:
+    """The name of the one run that recorded ``row`` at its step, or None if both (or
+    neither) did."""
+    field = _FIELDS[row.place]
+    in_a = row.name in getattr(a.steps[row.step], field)
+    in_b = row.name in getattr(b.steps[row.step], field)
+    if in_a == in_b:
+        return None
+    return a.name if in_a else b.name
+
+
+def _previous(row: LayerDiff, rows: list[LayerDiff]) -> LayerDiff | None:
+    """The row of the same place just before ``row`` (it agreed, as ``row`` is the first to
+    differ), or None when ``row`` is the first of its place."""
+    same_place = [r for r in rows if r.place == row.place]
+    index = same_place.index(row)
+    return same_place[index - 1] if index > 0 else None
+
+
+_KIND_OF_PLACE: dict[str, Kind] = {
+    "input": "input",
+    "activation": "forward",
+    "loss": "loss",
+    "gradient": "backward",
+    "param_grad": "backward",
+}
+
+
+def _divergence(row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -> Divergence:
+    """The ``Divergence`` of ``row``, the first differing row of its step ``rows``."""
+    if row.place == "param":
+        kind: Kind = "init" if row.step == 0 else "update"
+    else:
+        kind = _KIND_OF_PLACE[row.place]
+    layer = None if row.place in ("input", "loss") else row.name
+    return Divergence(kind, row.step, layer, row.rel_diff, _detail(kind, row, rows, a, b))
+
+
+def _detail(kind: Kind, row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -> str:
+    """The sentence that explains a divergence to a learner: where, by how much, where to look."""
+    s, name = row.step, row.name
+    by = f"max rel. diff {row.rel_diff:.3g}"
+    if kind == "init":
+        return (
+            f"step 0: the initial weights differ, first at `{name}` ({by}) — look at "
+            "build_model: the seed, the initialisation, the layer sizes"
+        )
+    if kind == "update":
+        return (
+            f"step {s}: everything in step {s - 1} agreed, gradients included, but the weights "
+            f"at the start of step {s} differ, first at `{name}` ({by}) — the update differs: "
+            "look at the optimizer, its learning rate and settings, and zero_grad"
+        )
+    if kind == "input":
+        return (
+            f"step {s}: the weights agree but the model's input differs ({by}) — the data "
+            "differ: look at how batches are made (order, shuffling, preprocessing, seed)"
+        )
+    if kind == "loss":
+        return (
+            f"step {s}: every layer's output agrees but the loss differs ("
+            f"{_number(a.steps[s].loss)} in {a.name}, {_number(b.steps[s].loss)} in {b.name}) "
+            "— look at the targets (labels, their order or offset) or at the loss function"
+        )
+    module = f"`{name}` ({_type_name(name, a, b)})"
+    only = _only_in(row, a, b)
+    previous = _previous(row, rows)
+    if row.place == "activation":
+        agree = "the input agrees"
+        if previous is not None:
+            agree = f"outputs agree up to `{previous.name}` ({_type_name(previous.name, a, b)})"
+        what = f"the output of {module} differs ({by})"
+        if only is not None:
+            what = f"{module} runs in {only} only"
+        return (
+            f"step {s}: {agree}; {what} — look at what that layer does, or at what puts it "
+            "in a different mode (train/eval)"
+        )
+    if row.place == "gradient":
+        agree = "the forward pass and the loss agree"
+        if previous is not None:
+            agree = f"gradients agree down to `{previous.name}`"
+        what = f"the gradient at the output of {module} differs ({by})"
+        if only is not None:
+            what = f"only {only} has a gradient at the output of {module}"
+        return (
+            f"step {s}: {agree}; {what} — look for what cuts or changes the graph between "
+            "the loss and that layer: detach(), .data, torch.no_grad(), an in-place op"
+        )
+    return (
+        f"step {s}: the forward pass and the gradients at layer outputs agree, but parameter "
+        f"`{name}`'s gradient differs ({by}) — look at zero_grad (gradients accumulating), "
+        "gradient clipping, or a term added to the gradient by hand"
+    )
