@@ -36,10 +36,13 @@ __all__ = [
     "Divergence",
     "Finding",
     "LayerDiff",
+    "agreement",
     "compare",
+    "divergence",
     "entry_difference",
     "health",
     "loss_difference",
+    "place_rows",
     "step_rows",
 ]
 
@@ -130,8 +133,6 @@ def entry_difference(
         diff = relative_difference(ta, tb)
     else:
         diff = stats_difference(a, b)
-    if diff == 0.0:
-        return 0.0
     return diff * (b.abs_max + TINY) / (max(b.abs_max, floor) + TINY)
 
 
@@ -152,13 +153,17 @@ def _names(a: dict[str, TensorStats], b: dict[str, TensorStats]) -> list[str]:
     return list(a) + [name for name in b if name not in a]
 
 
-def _place_rows(
+def place_rows(
     sa: StepRecord, sb: StepRecord, place: Place, prefix: str, rtol: float
 ) -> list[LayerDiff]:
-    """The rows of one place (``"param"``, ``"activation"``, ...) whose entries live in the
-    StepRecord field ``_FIELDS[place]`` and whose kept tensors are keyed ``prefix:name``.
-    Entries are measured against at least ``NOISE_FLOOR`` times the largest ``abs_max`` of
-    the place in run b."""
+    """The rows of one place of two steps: ``place_rows(sa, sb, "activation", "act", rtol)``
+    compares ``sa.activations`` with ``sb.activations``, by their kept tensors ``"act:<name>"``
+    where both steps have them. The places and their prefixes: ``"param"``/``"param"``,
+    ``"activation"``/``"act"``, ``"gradient"``/``"grad"``, ``"param_grad"``/``"param_grad"``.
+
+    One ``LayerDiff`` per name, in run a's order, then the names only run b has; each entry is
+    measured by ``entry_difference`` against at least ``NOISE_FLOOR`` times the largest
+    ``abs_max`` of the place in run b, and differs when its difference is not ``<= rtol``."""
     a: dict[str, TensorStats] = getattr(sa, _FIELDS[place])
     b: dict[str, TensorStats] = getattr(sb, _FIELDS[place])
     sizes = [s.abs_max for s in b.values() if math.isfinite(s.abs_max)]
@@ -181,31 +186,40 @@ _FIELDS = {
 
 def step_rows(sa: StepRecord, sb: StepRecord, rtol: float) -> list[LayerDiff]:
     """Compare one step of two runs place by place, in the order the computation happens:
-    params, input, activations, loss, gradients, param_grads (each in run a's order, then
-    names only run b has; see ``NOISE_FLOOR``). A place differs when its difference is not
-    ``<= rtol`` (so NaN differs); the input and loss rows are left out when neither run has
-    them."""
-    rows = _place_rows(sa, sb, "param", "param", rtol)
+    params, input, activations, loss, gradients, param_grads.
+
+    The four places kept in dicts come from ``place_rows`` (given). The input row is
+    ``LayerDiff(sa.step, "input", "input", diff, differs)`` with ``diff`` the
+    ``entry_difference`` of the two inputs (kept tensors under ``"input"``, no floor); the
+    loss row ``LayerDiff(sa.step, "loss", "loss", ...)`` with ``loss_difference`` (given).
+    Each is left out when neither step has it (both None). A row differs when its difference
+    is not ``<= rtol``: NaN differs."""
+    rows = place_rows(sa, sb, "param", "param", rtol)
     if sa.input is not None or sb.input is not None:
         ta, tb = sa.tensors.get("input"), sb.tensors.get("input")
         diff = entry_difference(sa.input, sb.input, ta, tb)
         rows.append(LayerDiff(sa.step, "input", "input", diff, not diff <= rtol))
-    rows += _place_rows(sa, sb, "activation", "act", rtol)
+    rows += place_rows(sa, sb, "activation", "act", rtol)
     if sa.loss is not None or sb.loss is not None:
         diff = loss_difference(sa.loss, sb.loss)
         rows.append(LayerDiff(sa.step, "loss", "loss", diff, not diff <= rtol))
-    rows += _place_rows(sa, sb, "gradient", "grad", rtol)
-    rows += _place_rows(sa, sb, "param_grad", "param_grad", rtol)
+    rows += place_rows(sa, sb, "gradient", "grad", rtol)
+    rows += place_rows(sa, sb, "param_grad", "param_grad", rtol)
     return rows
 
 
 def compare(a: Run, b: Run, *, rtol: float = 1e-4) -> Comparison:
     """Walk both runs step by step (``step_rows``) and stop at the first place that differs.
 
-    Its kind follows from its place: ``param`` is ``init`` at step 0 and ``update`` later,
-    ``input`` is ``input``, ``activation`` is ``forward``, ``loss`` is ``loss``, ``gradient``
-    and ``param_grad`` are ``backward``. ``rows`` holds every step's rows up to and including
-    that step (all steps when none differs: kind ``none``).
+    Compare the steps the two runs both have, in order, collecting every step's rows in
+    ``rows``. At the first row that differs, return ``Comparison(a, b, first, rows)``: ``rows``
+    ends with that row's whole step, and ``first`` is ``divergence(row, current, a, b)``
+    (given), ``current`` being the rows of that step. Its kind follows from the place:
+    ``param`` is ``init`` at step 0 and ``update`` later, ``input`` is ``input``,
+    ``activation`` is ``forward``, ``loss`` is ``loss``, ``gradient`` and ``param_grad`` are
+    ``backward``. When no row differs, ``first`` is ``Divergence("none", last, None, 0.0,
+    agreement(a, b, rtol))``, ``last`` the index of the last step both runs have (0 when they
+    have none), and ``rows`` holds every step's rows.
 
     Kept tensors are compared element by element; without them only the summaries are, and
     summaries cannot see some changes (a shuffled batch has the same mean, std and norm).
@@ -216,15 +230,22 @@ def compare(a: Run, b: Run, *, rtol: float = 1e-4) -> Comparison:
         rows += current
         for row in current:
             if row.differs:
-                return Comparison(a, b, _divergence(row, current, a, b), rows)
+                return Comparison(a, b, divergence(row, current, a, b), rows)
+    last = min(len(a.steps), len(b.steps)) - 1
+    return Comparison(
+        a, b, Divergence("none", max(last, 0), None, 0.0, agreement(a, b, rtol)), rows
+    )
+
+
+def agreement(a: Run, b: Run, rtol: float) -> str:
+    """The ``detail`` sentence of two runs that agree at every compared place."""
     detail = (
         f"{a.name} and {b.name} agree at every recorded place (weights, input, layer outputs, "
         f"loss, gradients) over {min(len(a.steps), len(b.steps))} steps, within rtol={rtol:g}"
     )
     if len(a.steps) != len(b.steps):
         detail += f"; but {a.name} has {len(a.steps)} steps and {b.name} {len(b.steps)}"
-    last = min(len(a.steps), len(b.steps)) - 1
-    return Comparison(a, b, Divergence("none", max(last, 0), None, 0.0, detail + "."), rows)
+    return detail + "."
 
 
 def _type_name(name: str, a: Run, b: Run) -> str:
@@ -265,7 +286,7 @@ _KIND_OF_PLACE: dict[str, Kind] = {
 }
 
 
-def _divergence(row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -> Divergence:
+def divergence(row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -> Divergence:
     """The ``Divergence`` of ``row``, the first differing row of its step ``rows``."""
     if row.place == "param":
         kind: Kind = "init" if row.step == 0 else "update"

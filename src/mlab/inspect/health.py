@@ -30,10 +30,12 @@ __all__ = [
     "SATURATED_FRACTION",
     "Finding",
     "dead_relus",
+    "frozen_message",
     "gradient_spread",
     "health",
     "loss_not_decreasing",
     "nonfinite",
+    "same_param",
     "saturated",
     "unchanged_weights",
 ]
@@ -52,19 +54,22 @@ class Finding:
     message: str
 
 
-def _bad(stats: TensorStats) -> bool:
-    return stats.n_nan > 0 or stats.n_inf > 0
-
-
 def nonfinite(run: Run) -> list[Finding]:
-    """Errors for NaN/inf values: for activations (forward order) and gradients (backward
-    order) separately, the first step where any layer has them, naming the first such layer
-    there (where they start) and how many later layers have them too; and a NaN/inf loss."""
+    """Errors for NaN/inf values, at most three: one for the layer outputs and one for the
+    gradients, and one for the loss.
+
+    For the activations (forward order), find the first step where any layer's output has a
+    NaN or an inf; the error names the first such layer there (where they start: every
+    layer after it inherits them) as its ``layer``, and its message gives the step
+    (``"step 2"``), the layer, its NaN and inf counts (``"3 NaN and 0 inf"``) and how many
+    later layers have them too. The same for the gradients (backward order). Then, when
+    some loss in ``run.losses`` is NaN or inf, an error with layer None whose message shows
+    the first such loss."""
     findings = []
     for field, what in (("activations", "output"), ("gradients", "gradient")):
         for step in run.steps:
             entries: dict[str, TensorStats] = getattr(step, field)
-            bad = [name for name, stats in entries.items() if _bad(stats)]
+            bad = [name for name, s in entries.items() if s.n_nan > 0 or s.n_inf > 0]
             if bad:
                 first = entries[bad[0]]
                 findings.append(
@@ -88,7 +93,13 @@ def nonfinite(run: Run) -> list[Finding]:
 
 def dead_relus(run: Run) -> list[Finding]:
     """A warning for each ``ReLU`` module whose outputs are more than ``DEAD_FRACTION`` exactly
-    zero at some step, naming the step with the largest fraction."""
+    zero at some step.
+
+    Go through ``run.module_types`` (name -> class name) in order; for each module of class
+    ``"ReLU"`` that some step recorded, take its largest ``frac_zero`` over the steps. Above
+    ``DEAD_FRACTION``, warn with that module as ``layer`` and a message naming the step of
+    the largest fraction (``"step 3"``, the latest of equal ones) and the fraction as a
+    percentage (``"95%"``)."""
     findings = []
     for name, kind in run.module_types.items():
         fractions = [
@@ -131,21 +142,28 @@ def saturated(run: Run) -> list[Finding]:
 
 def gradient_spread(run: Run) -> list[Finding]:
     """A warning at the first step where the largest and the smallest positive, finite
-    gradient norm (at layer outputs) differ by more than ``GRADIENT_RATIO``: "vanishing" when
-    the smallest is nearer the input (later in backward order) than the largest, else
-    "exploding"."""
+    gradient norm (at layer outputs) differ by more than ``GRADIENT_RATIO``.
+
+    Only steps with at least two such norms count; zero and non-finite norms are left out.
+    The gradients *vanish* when the smallest norm is nearer the input (later in backward
+    order, the order of ``step.gradients``) than the largest, and the warning's ``layer`` is
+    the smallest one's; otherwise they *explode* and ``layer`` is the largest one's. The
+    message names the step (``"step 1"``) and says ``"vanish"`` or ``"explode"``. Return a
+    list of that one warning, or an empty list."""
     for step in run.steps:
         norms = [
             (stats.norm, name)
             for name, stats in step.gradients.items()
             if stats.norm > 0 and math.isfinite(stats.norm)
         ]
-        if len(norms) < 2:
-            continue
+        if not norms:
+            continue  # (a single norm is both the largest and the smallest: ratio 1)
         (high, high_name), (low, low_name) = max(norms), min(norms)
         if high / low > GRADIENT_RATIO:
-            order = list(step.gradients)
-            kind = "vanish" if order.index(low_name) > order.index(high_name) else "explode"
+            # backward order runs from the loss to the input: the first of the two is nearer
+            # the loss
+            nearer_loss = next(name for name in step.gradients if name in (high_name, low_name))
+            kind = "vanish" if nearer_loss == high_name else "explode"
             return [
                 Finding(
                     "warning",
@@ -174,7 +192,7 @@ def loss_not_decreasing(run: Run) -> list[Finding]:
     return []
 
 
-def _same_param(a: StepRecord, b: StepRecord, name: str) -> bool:
+def same_param(a: StepRecord, b: StepRecord, name: str) -> bool:
     """Whether parameter ``name`` is equal at the start of steps ``a`` and ``b``: the kept
     tensors when both have them, else the summaries."""
     key = f"param:{name}"
@@ -185,12 +203,19 @@ def _same_param(a: StepRecord, b: StepRecord, name: str) -> bool:
 
 def unchanged_weights(run: Run) -> list[Finding]:
     """Over the steps that recorded parameters (at least two), an error when no parameter ever
-    changed from one step to the next; otherwise a warning for each parameter that never did."""
+    changed from one step to the next; otherwise a warning for each parameter that never did.
+
+    Only the parameters that every one of those steps recorded count, in the first one's
+    order. ``same_param(s, t, name)`` (given) says whether a parameter is equal at the start
+    of steps ``s`` and ``t``. The error has layer None and says that no weight changed; each
+    warning names its parameter, with the message ``frozen_message(run, name, n_steps)``
+    (given). No finding when fewer than two steps recorded parameters or when no parameter
+    was frozen (or none counts)."""
     steps = [s for s in run.steps if s.params]
     if len(steps) < 2:
         return []
     names = [n for n in steps[0].params if all(n in s.params for s in steps)]
-    frozen = [n for n in names if all(_same_param(s, t, n) for s, t in itertools.pairwise(steps))]
+    frozen = [n for n in names if all(same_param(s, t, n) for s, t in itertools.pairwise(steps))]
     if frozen and len(frozen) == len(names):
         return [
             Finding(
@@ -200,10 +225,10 @@ def unchanged_weights(run: Run) -> list[Finding]:
                 "this model's parameters, with a learning rate above 0?",
             )
         ]
-    return [Finding("warning", name, _frozen_message(run, name, len(steps))) for name in frozen]
+    return [Finding("warning", name, frozen_message(run, name, len(steps))) for name in frozen]
 
 
-def _frozen_message(run: Run, name: str, n_steps: int) -> str:
+def frozen_message(run: Run, name: str, n_steps: int) -> str:
     """Why parameter ``name`` may not have changed, with its largest recorded gradient norm."""
     norms = [s.param_grads[name].norm for s in run.steps if name in s.param_grads]
     gradient = f"its largest gradient norm is {max(norms):.2g}" if norms else "it gets no gradient"

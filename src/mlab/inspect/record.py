@@ -10,8 +10,11 @@ summarise its gradient too. ``end_step()``, called after each optimizer step, cl
 Why tensor hooks rather than ``register_full_backward_hook``: full backward hooks wrap a
 module's inputs and outputs in autograd functions and break in-place operations such as
 ``nn.ReLU(inplace=True)``; a tensor hook registered before an in-place op still fires with the
-gradient of the value the module returned. Every hook only reads (under ``torch.no_grad``, no
-random numbers), so training gives bit-for-bit the same weights with or without a recorder.
+gradient of the value the module returned. Every hook only reads (detached values, no random
+numbers), so training gives bit-for-bit the same weights with or without a recorder.
+
+The work of each hook is a function of its own (``record_step_start``, ``record_output``,
+``record_step_end``: the exercises of day w1d7); ``Recorder`` registers, calls and removes them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -34,8 +36,12 @@ __all__ = [
     "Run",
     "StepRecord",
     "attention_map",
+    "cpu_copy",
     "first_tensor",
     "is_attention_module",
+    "record_output",
+    "record_step_end",
+    "record_step_start",
     "recorded_modules",
 ]
 
@@ -132,11 +138,100 @@ def attention_map(output: Tensor) -> Float[Tensor, "*heads query key"] | None:
     gives ``(T, T)``. Any other shape (including non-square last two dims) gives None."""
     if output.ndim not in (3, 4) or output.shape[-1] != output.shape[-2] or len(output) == 0:
         return None
-    return output[0].detach().to("cpu", copy=True)
+    return cpu_copy(output[0])
 
 
-def _cpu_copy(x: Tensor) -> Tensor:
+def cpu_copy(x: Tensor) -> Tensor:
+    """A detached copy of ``x`` on the CPU that shares no memory with ``x``: what a recorder
+    keeps. ``x.detach()`` alone would share ``x``'s storage, and a later in-place change
+    (``optimizer.step()`` updating a parameter, an in-place ReLU overwriting a layer's output)
+    would change the recorded value too."""
     return x.detach().to("cpu", copy=True)
+
+
+def record_step_start(
+    record: StepRecord, model: nn.Module, args: tuple[Any, ...], keep: bool
+) -> None:
+    """Record what a step starts from: the work of a forward pre-hook on ``model``, run on the
+    step's first call of the model, before its forward.
+
+    ``record.input``: the ``tensor_stats`` of ``first_tensor(args)`` (left as it is when the
+    arguments hold no tensor). ``record.params[name]``: the ``tensor_stats`` of every
+    parameter, in ``model.named_parameters()`` order. When ``keep``, also store a ``cpu_copy``
+    of each in ``record.tensors``, under ``"input"`` and ``"param:<name>"``: copies, because
+    ``optimizer.step()`` will change the parameters in place.
+    """
+    x = first_tensor(args)
+    if x is not None:
+        record.input = tensor_stats(x)
+        if keep:
+            record.tensors["input"] = cpu_copy(x)
+    for name, p in model.named_parameters():
+        record.params[name] = tensor_stats(p)
+        if keep:
+            record.tensors[f"param:{name}"] = cpu_copy(p)
+
+
+def record_output(
+    record: StepRecord,
+    name: str,
+    out: Tensor,
+    saturation: tuple[float, float] | None,
+    keep: bool,
+) -> RemovableHandle | None:
+    """Record the output ``out`` of the watched module ``name`` (the work of its forward hook)
+    and hook ``out`` to record its gradient too.
+
+    A module called twice in a step records its first call only: when ``record.activations``
+    already has ``name``, do nothing and return None. Otherwise store ``tensor_stats(out,
+    saturation)`` in ``record.activations[name]`` (and, when ``keep``, ``cpu_copy(out)`` in
+    ``record.tensors["act:<name>"]``). Then, if ``out.requires_grad``, register a tensor hook
+    on ``out`` (``out.register_hook(fn)``) and return its handle (the recorder removes it at
+    the end of the step); else return None. When backward reaches ``out``, the hook is called
+    with the gradient of the loss with respect to ``out``; it stores its ``tensor_stats`` in
+    ``record.gradients[name]`` (and, when ``keep``, its ``cpu_copy`` under
+    ``"grad:<name>"``), unless ``record.gradients`` has ``name`` already (a second backward
+    through the same graph). The hook returns None: a tensor hook that returns a tensor
+    replaces the gradient with it.
+    """
+    if name in record.activations:
+        return None
+    record.activations[name] = tensor_stats(out, saturation)
+    if keep:
+        record.tensors[f"act:{name}"] = cpu_copy(out)
+    if not out.requires_grad:
+        return None
+
+    def grad_hook(grad: Tensor) -> None:
+        if name in record.gradients:
+            return
+        record.gradients[name] = tensor_stats(grad)
+        if keep:
+            record.tensors[f"grad:{name}"] = cpu_copy(grad)
+
+    return out.register_hook(grad_hook)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def record_step_end(
+    record: StepRecord, model: nn.Module, loss: float | Tensor | None, keep: bool
+) -> None:
+    """Close a step's record: the work of ``Recorder.end_step``, called after
+    ``optimizer.step()``.
+
+    ``record.param_grads[name]``: the ``tensor_stats`` of every parameter's ``.grad``, in
+    ``model.named_parameters()`` order, leaving out parameters whose ``.grad`` is None (not
+    used by the loss, or frozen); when ``keep``, also its ``cpu_copy`` under
+    ``"param_grad:<name>"`` (the next ``zero_grad`` changes ``.grad`` in place).
+    ``record.loss``: ``loss`` as a Python float, None if None; a tensor is detached first
+    (``float`` of a tensor that requires grad warns).
+    """
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            record.param_grads[name] = tensor_stats(p.grad)
+            if keep:
+                record.tensors[f"param_grad:{name}"] = cpu_copy(p.grad)
+    value = loss.detach() if isinstance(loss, Tensor) else loss
+    record.loss = None if value is None else float(value)
 
 
 class Recorder:
@@ -220,14 +315,7 @@ class Recorder:
         the loss (a tensor is turned into a float), then appends the record to ``steps``.
         """
         record = self.current
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if p.grad is not None:
-                    record.param_grads[name] = tensor_stats(p.grad)
-                    self._keep(record, f"param_grad:{name}", p.grad)
-        if isinstance(loss, Tensor):
-            loss = loss.detach().item()
-        record.loss = None if loss is None else float(loss)
+        record_step_end(record, self.model, loss, self._keeping(record))
         for handle in self._grad_handles:
             handle.remove()
         self._grad_handles.clear()
@@ -247,23 +335,11 @@ class Recorder:
     def _keeping(self, record: StepRecord) -> bool:
         return self.keep_tensors and record.step < self.max_tensor_steps
 
-    def _keep(self, record: StepRecord, key: str, x: Tensor) -> None:
-        if self._keeping(record):
-            record.tensors[key] = _cpu_copy(x)
-
     def _on_model_call(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._model_called:
             return
         self._model_called = True
-        record = self.current
-        with torch.no_grad():
-            x = first_tensor(args)
-            if x is not None:
-                record.input = tensor_stats(x)
-                self._keep(record, "input", x)
-            for name, p in self.model.named_parameters():
-                record.params[name] = tensor_stats(p)
-                self._keep(record, f"param:{name}", p)
+        record_step_start(self.current, self.model, args, self._keeping(self.current))
 
     def _make_forward_hook(
         self, name: str, module: nn.Module, watched: bool, attention: bool
@@ -278,24 +354,10 @@ class Recorder:
                 pattern = attention_map(out)
                 if pattern is not None:
                     self.attention[name] = pattern
-            record = self.current
-            if not watched or name in record.activations:
-                return
-            with torch.no_grad():
-                record.activations[name] = tensor_stats(out, saturation)
-                self._keep(record, f"act:{name}", out)
-            if out.requires_grad:
-                grad_hook = self._make_grad_hook(record, name)
-                self._grad_handles.append(out.register_hook(grad_hook))  # type: ignore[no-untyped-call]
+            if watched:
+                record = self.current
+                handle = record_output(record, name, out, saturation, self._keeping(record))
+                if handle is not None:
+                    self._grad_handles.append(handle)
 
         return hook
-
-    def _make_grad_hook(self, record: StepRecord, name: str) -> Callable[[Tensor], None]:
-        def grad_hook(grad: Tensor) -> None:
-            if name in record.gradients:
-                return
-            with torch.no_grad():
-                record.gradients[name] = tensor_stats(grad)
-                self._keep(record, f"grad:{name}", grad)
-
-        return grad_hook
