@@ -13,6 +13,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from mlab.bughunt.cli import bughunt_app
 from mlab.course.engine.manifest import Day, all_days, get_day
 from mlab.course.engine.report import (
     STATUS_MARK,
@@ -295,6 +296,7 @@ demo_app = typer.Typer(
     help="Demos that draw pictures from the library's code.", no_args_is_help=True
 )
 app.add_typer(demo_app, name="demo")
+app.add_typer(bughunt_app, name="bughunt")
 
 
 @demo_app.command("cppn")

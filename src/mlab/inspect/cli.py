@@ -24,9 +24,10 @@ def layer_table(run: Run, step: int = 0, highlight: str | None = None) -> Table:
     """A rich table of ``run``'s layers at ``step``: output mean/std/norm, fraction zero and
     saturated, NaN/inf, and the gradient norm at the output; ``highlight`` in red."""
     table = Table(title=f"{run.name}: layers at step {step} (forward order)", title_justify="left")
-    for column in ("layer", "type", "mean", "std", "norm", "zero", "sat.", "nan/inf", "grad norm"):
+    for column in ("layer", "type", "mean", "std", "norm", "zero", "sat.", "nan/inf", "grad"):
         text = column in ("layer", "type")
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
+        # numbers and names are never cut; only a long type name may wrap
+        table.add_column(column, justify="left" if text else "right", no_wrap=column != "type")
     if step >= len(run.steps):
         return table
     record = run.steps[step]
