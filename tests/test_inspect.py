@@ -43,7 +43,18 @@ from mlab.inspect.record import recorded_modules
 from mlab.testing import assert_close, generator
 
 DATA = Path(__file__).parent / "data" / "inspect"
-MLP, MLP_BUG = DATA / "mlp.py", DATA / "mlp_bug.py"
+MLP = DATA / "mlp.py"
+
+
+@pytest.fixture(scope="module")
+def mlp_bug(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mlp.py with one bug: train() leaves the model in eval mode, so BatchNorm normalises
+    with its running statistics instead of the batch's."""
+    text = MLP.read_text()
+    assert text.count("    model.train()\n") == 1
+    path = tmp_path_factory.mktemp("bug") / "mlp_bug.py"
+    path.write_text(text.replace("    model.train()\n", "    model.eval()  # the bug\n"))
+    return path
 
 
 # -- stats -----------------------------------------------------------------------------------
@@ -442,8 +453,10 @@ def test_compare_localises_the_bug(
     assert result.first.detail and (kind == "none") == (result.first.rel_diff == 0)
 
 
-def test_compare_finds_the_layer_in_the_wrong_mode(reference_runs: dict[bool, Run]) -> None:
-    result = compare(reference_runs[True], run_script(MLP_BUG))
+def test_compare_finds_the_layer_in_the_wrong_mode(
+    reference_runs: dict[bool, Run], mlp_bug: Path
+) -> None:
+    result = compare(reference_runs[True], run_script(mlp_bug))
     first = result.first
     assert (first.kind, first.step, first.layer) == ("forward", 0, "1")
     assert "`0` (Linear)" in first.detail and "`1` (BatchNorm1d)" in first.detail
@@ -550,8 +563,8 @@ def _assert_png(data: bytes) -> None:
         image.verify()
 
 
-def test_write_report(tmp_path: Path, reference_runs: dict[bool, Run]) -> None:
-    attention = run_script(MLP_BUG)
+def test_write_report(tmp_path: Path, reference_runs: dict[bool, Run], mlp_bug: Path) -> None:
+    attention = run_script(mlp_bug)
     attention.attention["blocks.0.attn"] = torch.softmax(torch.randn(2, 5, 5), dim=-1)
     path = write_report(reference_runs[True], attention, tmp_path / "out")
     text = path.read_text()
@@ -579,9 +592,9 @@ def test_write_report(tmp_path: Path, reference_runs: dict[bool, Run]) -> None:
     assert "First divergence" not in single.read_text()
 
 
-def test_inspect_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], mlp_bug: Path) -> None:
     console = Console(width=200, record=True)
-    assert inspect_command(MLP, MLP_BUG, 2, 0, tmp_path / "r", 30.0, console) == 0
+    assert inspect_command(MLP, mlp_bug, 2, 0, tmp_path / "r", 30.0, console) == 0
     printed = console.export_text()
     assert "first divergence: forward" in printed and "BatchNorm1d" in printed
     assert (tmp_path / "r" / "report.html").is_file()

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from mlab.course.engine.checks import Namespace, check
 from mlab.course.w1d7_bughunt.checks_stats import as_numpy, numpy_stats
+from mlab.course.w1d7_bughunt.fakes import fake_stats as _stats
 from mlab.inspect.compare import Comparison, LayerDiff, divergence
 from mlab.inspect.record import Run, StepRecord
 from mlab.inspect.stats import TensorStats
@@ -47,22 +48,6 @@ def _close(got: Any, want: float, what: str) -> None:
     ok = got == want or (math.isnan(got) and math.isnan(want))
     ok = ok or math.isclose(got, want, rel_tol=1e-9, abs_tol=0.0)
     expect(ok, f"{what}: expected {want!r}, got {got!r}")
-
-
-def _stats(**values: Any) -> TensorStats:
-    """A hand-written summary: the given fields, the rest from a 10-element tensor."""
-    base = dict(
-        numel=10,
-        mean=0.0,
-        std=1.0,
-        norm=3.0,
-        abs_max=2.0,
-        frac_zero=0.0,
-        frac_saturated=0.0,
-        n_nan=0,
-        n_inf=0,
-    )
-    return TensorStats(**{**base, **values})
 
 
 # ----------------------------------------------------------------------------------------------
