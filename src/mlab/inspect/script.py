@@ -112,7 +112,7 @@ def time_limit(seconds: float | None, what: str) -> Iterator[None]:
         raise MlabError(
             f"{what} did not finish within {seconds:g} s: look for a loop that never ends "
             "(a `while` whose condition never changes, a data loader that never stops), or "
-            "allow more time"
+            "allow more time (`--timeout SECONDS` on `mlab inspect` and `mlab bughunt inspect`)"
         ) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
