@@ -31,6 +31,7 @@ from mlab.inspect import (
     health,
     histogram,
     load_script,
+    record_batch,
     relative_difference,
     run_script,
     saturation_for,
@@ -605,3 +606,63 @@ def test_inspect_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], mlp
     odd = _script(tmp_path, "def build_model(seed):\n    pass\n")
     assert inspect_command(MLP, odd, 2, 0, tmp_path / "x", 30.0, console) == 2
     assert "defines no function `train`" in capsys.readouterr().err
+
+
+# -- two models, one batch -------------------------------------------------------------------
+
+
+def _twin_models() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 3))
+    b = copy.deepcopy(a)
+    return a, b
+
+
+def test_record_batch_compares_two_models_layer_by_layer() -> None:
+    a, b = _twin_models()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    loss_fn = nn.functional.cross_entropy
+    same = compare(
+        record_batch(a, x, loss_fn=loss_fn, target=y, name="a"),
+        record_batch(b, x, loss_fn=loss_fn, target=y, name="b"),
+    )
+    assert same.first.kind == "none"
+    with torch.no_grad():
+        b[2].weight[0, 0] += 0.5
+    moved = compare(
+        record_batch(a, x, loss_fn=loss_fn, target=y, name="a"),
+        record_batch(b, x, loss_fn=loss_fn, target=y, name="b"),
+    )
+    assert (moved.first.kind, moved.first.layer) == ("init", "2.weight")
+    # forward only, same weights, another activation: the first module whose output differs
+    c = copy.deepcopy(a)
+    c[3] = nn.Sigmoid()
+    fwd = compare(record_batch(a, x, name="a"), record_batch(c, x, name="c"))
+    assert (fwd.first.kind, fwd.first.layer) == ("forward", "3")
+    run = record_batch(a, x, name="a", keep_tensors=True)
+    assert run.steps[0].gradients == {}
+    assert list(run.steps[0].activations) == ["0", "1", "2", "3", "4"]
+
+
+def test_record_batch_leaves_the_model_as_it_was() -> None:
+    a, _ = _twin_models()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    a.eval()
+    a(x).sum().backward()
+    grads = [p.grad.clone() for p in a.parameters() if p.grad is not None]
+    weights = [p.detach().clone() for p in a.parameters()]
+    run = record_batch(a, x, loss_fn=nn.functional.cross_entropy, target=y)
+    assert not a.training
+    for g, p in zip(grads, a.parameters(), strict=True):
+        assert p.grad is not None and torch.equal(p.grad, g)
+    for w, p in zip(weights, a.parameters(), strict=True):
+        assert torch.equal(w, p.detach())
+    # the recorded parameter gradients are this batch's alone, as torch.autograd.grad gives
+    want = torch.autograd.grad(nn.functional.cross_entropy(a(x), y), list(a.parameters()))
+    assert_close(run.steps[0].tensors["param_grad:0.weight"], want[0])
+
+
+def test_record_batch_wants_loss_and_target_together() -> None:
+    a, _ = _twin_models()
+    with pytest.raises(MlabError, match="both loss_fn and target"):
+        record_batch(a, torch.randn(2, 4), loss_fn=nn.functional.cross_entropy)

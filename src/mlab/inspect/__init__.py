@@ -4,10 +4,13 @@ while a model trains, find where two runs first differ, spot unhealthy layers, d
     from mlab.inspect import compare, run_script, write_report
     a, b = run_script("good.py"), run_script("broken.py")
     print(compare(a, b).first.detail)
+
+Two models, one batch: ``compare(record_batch(m1, x, ...), record_batch(m2, x, ...))``.
 """
 
 from mlab.inspect.compare import Comparison, Divergence, LayerDiff, compare
 from mlab.inspect.health import Finding, health
+from mlab.inspect.models import record_batch
 from mlab.inspect.record import Recorder, Run, StepRecord
 from mlab.inspect.render import (
     plot_attention,
@@ -46,6 +49,7 @@ __all__ = [
     "plot_histograms",
     "plot_layer_norms",
     "plot_losses",
+    "record_batch",
     "relative_difference",
     "run_script",
     "saturation_for",
