@@ -10,8 +10,7 @@ nothing: the same outputs and the same parameter gradients as without the hooks.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -446,15 +445,34 @@ def _trained() -> tuple[_Net, Tensor]:
     return net, loss
 
 
+class _WatchedLoss(Tensor):
+    """A loss tensor that notes when it is turned into a number while still attached to the
+    graph (torch warns about that only once per process, so a warning can't be relied on)."""
+
+    attached_reads: ClassVar[list[str]] = []
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name in ("__float__", "item", "tolist") and args and args[0].requires_grad:
+            cls.attached_reads.append(name)
+        return super().__torch_function__(func, types, args, kwargs or {})  # type: ignore[no-untyped-call]
+
+
 @check("record_step_end")
 def step_end_records_param_grads(ns: Namespace) -> None:
     net, loss = _trained()
     used = [name for name, p in net.named_parameters() if p.grad is not None]
     record = _record()
     with case("after backward and optimizer.step(); fc1 is unused (grad None)", keep=False):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # float() of a tensor that requires grad warns
-            ns.record_step_end(record, net, loss, False)
+        _WatchedLoss.attached_reads.clear()
+        ns.record_step_end(record, net, loss.as_subclass(_WatchedLoss), False)
+        expect(
+            not _WatchedLoss.attached_reads,
+            f"the loss (a tensor that requires grad) went through "
+            f"{_WatchedLoss.attached_reads[0] if _WatchedLoss.attached_reads else ''}() while "
+            "still attached to the graph: detach it first (loss.detach()), as the docstring says",
+        )
         _same_keys(record.param_grads, used, "record.param_grads")
         for name, p in net.named_parameters():
             if p.grad is not None:
