@@ -19,13 +19,8 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from mlab.figures import plt, save_figure
 from mlab.inspect.compare import Comparison, compare
 from mlab.inspect.health import Finding, health
 from mlab.inspect.record import Run
@@ -40,15 +35,6 @@ __all__ = [
 ]
 
 _COLORS = ("tab:blue", "tab:orange")
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _layers(runs: Sequence[Run], step: int) -> list[str]:
@@ -85,7 +71,7 @@ def plot_layer_norms(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_title(f"Per-layer norms at step {step} (forward order)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_histograms(
@@ -110,7 +96,7 @@ def plot_histograms(
         ax.set_title(f"{name} ({run.module_types.get(name, '?')})", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{run.name}: layer outputs at step {step}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_attention(run: Run, path: str | Path, *, max_maps: int = 8) -> Path | None:
@@ -132,7 +118,7 @@ def plot_attention(run: Run, path: str | Path, *, max_maps: int = 8) -> Path | N
         ax.imshow(pattern.float().numpy(), cmap="viridis", vmin=0)
         ax.set_title(title, fontsize=8)
     fig.suptitle(f"{run.name}: attention (example 0, last call)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_losses(runs: Sequence[Run], path: str | Path) -> Path:
@@ -143,7 +129,7 @@ def plot_losses(runs: Sequence[Run], path: str | Path) -> Path:
     ax.set(xlabel="step", ylabel="loss", title="Training loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- the HTML report -------------------------------------------------------------------------

@@ -20,15 +20,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlab.data import load_fashion_mnist, minibatches, normalise_images
+from mlab.figures import plt, save_figure
 from mlab.optim import optimizers as mlab_optim
 from mlab.optim.schedules import Scheduler, cosine_annealing_lr
 from mlab.train.loops import evaluate, train_epoch
@@ -109,7 +106,7 @@ def plot_rosenbrock(
     ax.set(xlim=(-2, 2), ylim=(-1, 3), xlabel="x", ylabel="y")
     ax.set_title(f"Rosenbrock: {steps} steps from {start} (circles: where each ends)")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compare_on_fashion_mnist(
@@ -167,7 +164,7 @@ def plot_learning_curves(path: str | Path, **kwargs: Any) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.suptitle("MLP on a Fashion-MNIST subset, cosine learning-rate schedule")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 class _StepEach:
@@ -182,12 +179,3 @@ class _StepEach:
     def step(self) -> None:
         self.optimizer.step()
         self.scheduler.step()
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
