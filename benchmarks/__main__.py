@@ -12,6 +12,7 @@ from benchmarks import (
     bench_w1d3_resnet,
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
+    bench_w1d7_inspect,
 )
 
 BENCHMARKS = [
@@ -22,6 +23,7 @@ BENCHMARKS = [
     bench_w1d3_resnet,
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
+    bench_w1d7_inspect,
 ]
 
 
