@@ -349,3 +349,16 @@ def test_cli_inspect_and_reveal_show_the_evidence(tmp_path: Path) -> None:
     (tmp_path / "bughunt" / "mlp.py").write_text("def broken(:\n", encoding="utf-8")
     code, out = _cli("inspect", "--dir", ws)
     assert code == 2 and "syntax error" in out
+
+
+def test_an_edit_in_the_models_own_forward_names_the_layers_it_feeds() -> None:
+    """In the model's own forward "the enclosing class" would be every layer: the evidence
+    narrows to the module whose output the edit changes and the layer that reads it."""
+    bug = make_bug("mlp", "activation_dropped", 0)
+    (evidence,) = bug.expected
+    assert evidence.feeds == ("bn1",)
+    run = _reference("mlp", 0)
+    assert affected_layers(evidence.layers, run, evidence.feeds) == {"bn1", "drop1"}
+    assert not evidence.matches(Divergence("forward", 0, "fc2", 1.0, ""), run)
+    assert evidence.matches(Divergence("forward", 0, "drop1", 1.0, ""), run)
+    assert "bn1 or the layer reading its output" in evidence.describe()

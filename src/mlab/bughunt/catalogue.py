@@ -98,11 +98,17 @@ class Evidence:
 
     kind: EvidenceKind
     layers: tuple[str, ...] = ()
+    #: for an edit in the model's own forward (``layers`` would be the whole model): the
+    #: modules whose output the edit changes; the first differing layer must be one of them
+    #: or the recorded layer right after one
+    feeds: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """In words, e.g. "forward, in a BatchNorm1d or Dropout layer"."""
         if not self.layers:
             return self.kind
+        if self.feeds:
+            return f"{self.kind}, at {' or '.join(self.feeds)} or the layer reading its output"
         return f"{self.kind}, at a {' or '.join(self.layers)} layer (or the one it feeds)"
 
     def matches(self, divergence: Divergence, reference: Run) -> bool:
@@ -113,7 +119,9 @@ class Evidence:
             return True
         if divergence.layer is None:
             return False
-        return _module_of(divergence.layer, reference) in affected_layers(self.layers, reference)
+        return _module_of(divergence.layer, reference) in affected_layers(
+            self.layers, reference, self.feeds
+        )
 
 
 def _module_of(name: str, run: Run) -> str:
@@ -127,15 +135,25 @@ def _inside(name: str, instance: str) -> bool:
     return instance == "" or name == instance or name.startswith(instance + ".")
 
 
-def affected_layers(layers: Iterable[str], run: Run) -> set[str]:
+def affected_layers(layers: Iterable[str], run: Run, feeds: Iterable[str] = ()) -> set[str]:
     """The module names that count as ``layers`` in ``run``: every module of a matching class
     or name and everything inside it; for a matching module with children, also the recorded
-    layers just before and just after its own."""
+    layers just before and just after its own. When the match is the model itself (name "")
+    and ``feeds`` names its attributes whose output the edit changes, only those and the
+    recorded layer right after each count."""
     wanted = set(layers)
     instances = [n for n, t in run.module_types.items() if t in wanted or n in wanted]
     order = run.layer_order
     found: set[str] = set()
+    feeds = tuple(feeds)
     for instance in instances:
+        if instance == "" and feeds:
+            for name in feeds:
+                positions = [i for i, n in enumerate(order) if _inside(n, name)]
+                if positions:
+                    found |= {n for n in run.module_types if _inside(n, name)}
+                    found |= set(order[positions[-1] + 1 : positions[-1] + 2])
+            continue
         found |= {n for n in run.module_types if _inside(n, instance)}
         positions = [i for i, n in enumerate(order) if _inside(n, instance)]
         if positions and order[positions[0]] != instance:  # a container: add its neighbours
@@ -469,14 +487,15 @@ def applicable(target: str) -> list[BugKind]:
     return [k for k in KINDS if sites(k.id, target)]
 
 
-def _resolve(evidence: Evidence, cls: str | None) -> Evidence:
-    """``evidence`` with ``ENCLOSING`` replaced by the class ``cls`` (by any layer when the
-    edit is in no class)."""
+def _resolve(evidence: Evidence, site: Site) -> Evidence:
+    """``evidence`` with ``ENCLOSING`` replaced by the class holding the edit (by any layer
+    when the edit is in no class), and the site's ``feeds``."""
     if ENCLOSING not in evidence.layers:
         return evidence
-    if cls is None:
+    if site.cls is None:
         return Evidence(evidence.kind)
-    return Evidence(evidence.kind, tuple(cls if x == ENCLOSING else x for x in evidence.layers))
+    layers = tuple(site.cls if x == ENCLOSING else x for x in evidence.layers)
+    return Evidence(evidence.kind, layers, site.feeds)
 
 
 def draw(target: str, seed: int, kind: str | None = None) -> Bug:
@@ -512,5 +531,5 @@ def make_bug(target: str, kind_id: str, site: int, seed: int = 0) -> Bug:
         original=original,
         bugged=bugged,
         lines=changed_lines(original, bugged),
-        expected=tuple(_resolve(e, options[site].cls) for e in chosen.evidence),
+        expected=tuple(_resolve(e, options[site]) for e in chosen.evidence),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from mlab.bughunt.source import Edit, Source, call_name, keyword
 
@@ -50,13 +51,24 @@ class Site:
 
     edits: tuple[Edit, ...]
     cls: str | None
+    #: the attributes of ``cls`` (``self.bn1``) whose output the edit changes, when the edit
+    #: sits in the forward of the model itself: there "the enclosing class" is every layer,
+    #: so the evidence narrows to these and the recorded layer that reads their output
+    feeds: tuple[str, ...] = ()
 
 
 Finder = Callable[[Source], list[Site]]
 
 
-def _site(src: Source, node: ast.AST, *edits: Edit) -> Site:
-    return Site(tuple(edits), src.enclosing_class(node))
+def _site(src: Source, node: ast.AST, *edits: Edit, feeds: tuple[str, ...] = ()) -> Site:
+    return Site(tuple(edits), src.enclosing_class(node), feeds)
+
+
+def _outer_self_call(node: ast.AST) -> tuple[str, ...]:
+    """``("bn1",)`` for ``self.bn1(...)``: the module whose output ``node`` is, if any."""
+    if isinstance(node, ast.Call) and _is_self_attr(node.func):
+        return (cast(ast.Attribute, node.func).attr,)
+    return ()
 
 
 def _is_self_attr(node: ast.AST, prefix: str = "") -> bool:
@@ -148,7 +160,8 @@ def find_activation_dropped(src: Source) -> list[Site]:
     for name in ("relu", "gelu"):
         for call in src.calls(name):
             if len(call.args) == 1 and not call.keywords:
-                sites.append(_site(src, call, src.replace(call, src.segment(call.args[0]))))
+                edit = src.replace(call, src.segment(call.args[0]))
+                sites.append(_site(src, call, edit, feeds=_outer_self_call(call.args[0])))
     return sites
 
 
