@@ -588,6 +588,15 @@ def _check_finish(world: _World, grads: dict[str, Tensor]) -> None:
         assert_close(got, want, rtol=1e-6, atol=1e-6, what=f"{name}.grad after finish()")
 
 
+@contextlib.contextmanager
+def _probed(world: _World) -> Iterator[_World]:
+    """``world``, with its probe hooks taken off the net afterwards whatever happens."""
+    try:
+        yield world
+    finally:
+        world.remove_probes()
+
+
 def _fake_world(world: _World) -> contextlib.AbstractContextManager[None]:
     return _patched(all_reduce=world.all_reduce, get_world_size=lambda *a, **k: FAKE_WORLD)
 
@@ -605,8 +614,7 @@ def _mlab_error(fn: Any, what: str) -> BaseException:
 def overlap_reduces_during_backward(ns: Namespace) -> None:
     for cap_mb, label in ((None, "the default cap (25 MB)"), (48 / 2**20, "a cap of 48 bytes")):
         net = _Net(8)
-        world = _World(net, _overlap_buckets_by_rule(net, cap_mb or 25.0), seed=9)
-        try:
+        with _probed(_World(net, _overlap_buckets_by_rule(net, cap_mb or 25.0), seed=9)) as world:
             description = f"the float32/float64 net, {FAKE_WORLD} simulated ranks, {label}"
             with case(description), _fake_world(world):
                 if cap_mb is None:
@@ -619,109 +627,102 @@ def overlap_reduces_during_backward(ns: Namespace) -> None:
                         grads = _check_backward(world, overlap, world.backward(20 + step))
                         overlap.finish()
                         _check_finish(world, grads)
-        finally:
-            world.remove_probes()
 
 
 @check("OverlappedAllReduce")
 def overlap_names_parameters_without_gradient(ns: Namespace) -> None:
     net = _Net(10)
-    world = _World(net, _overlap_buckets_by_rule(net, 25.0), seed=11)
-    try:
-        with _fake_world(world):
-            with case("a loss through the last layer c only: a and b get no gradient"):
-                overlap = ns.OverlappedAllReduce(net)
-                grads = _check_backward(world, overlap, world.backward(30, only_c=True))
-                message = str(_mlab_error(overlap.finish, "finish() after a and b got no gradient"))
-                found = {
-                    name: re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", message)
-                    for name in world.params
-                }
-                missing = [name for name in world.params if not name.startswith("c.")]
-                for name in missing:
-                    expect(
-                        found[name] is not None,
-                        f"the error should name {name}, which got no gradient; it says {message!r}",
-                    )
-                for name in ("c.weight", "c.bias"):
-                    expect(
-                        found[name] is None,
-                        f"the error names {name}, which did get its gradient: {message!r}",
-                    )
+    with (
+        _probed(_World(net, _overlap_buckets_by_rule(net, 25.0), seed=11)) as world,
+        _fake_world(world),
+    ):
+        with case("a loss through the last layer c only: a and b get no gradient"):
+            overlap = ns.OverlappedAllReduce(net)
+            grads = _check_backward(world, overlap, world.backward(30, only_c=True))
+            message = str(_mlab_error(overlap.finish, "finish() after a and b got no gradient"))
+            found = {
+                name: re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", message)
+                for name in world.params
+            }
+            missing = [name for name in world.params if not name.startswith("c.")]
+            for name in missing:
                 expect(
-                    "frozen" not in message,
-                    f"the error names a frozen parameter (not trainable, no hook): {message!r}",
+                    found[name] is not None,
+                    f"the error should name {name}, which got no gradient; it says {message!r}",
                 )
-                starts = [cast(re.Match[str], found[name]).start() for name in missing]
+            for name in ("c.weight", "c.bias"):
                 expect(
-                    starts == sorted(starts),
-                    f"name them in module.named_parameters() order ({', '.join(missing)}): "
-                    f"{message!r}",
+                    found[name] is None,
+                    f"the error names {name}, which did get its gradient: {message!r}",
                 )
-                # the bucket that did start was finished before the error
-                _check_finish(world, grads)
-            with case("then a full step with the same object: the failed finish() reset it"):
-                net.zero_grad()
-                grads = _check_backward(world, overlap, world.backward(31))
-                overlap.finish()
-                _check_finish(world, grads)
-    finally:
-        world.remove_probes()
+            expect(
+                "frozen" not in message,
+                f"the error names a frozen parameter (not trainable, no hook): {message!r}",
+            )
+            starts = [cast(re.Match[str], found[name]).start() for name in missing]
+            expect(
+                starts == sorted(starts),
+                f"name them in module.named_parameters() order ({', '.join(missing)}): {message!r}",
+            )
+            # the bucket that did start was finished before the error
+            _check_finish(world, grads)
+        with case("then a full step with the same object: the failed finish() reset it"):
+            net.zero_grad()
+            grads = _check_backward(world, overlap, world.backward(31))
+            overlap.finish()
+            _check_finish(world, grads)
 
 
 @check("OverlappedAllReduce")
 def overlap_refuses_a_second_backward_before_finish(ns: Namespace) -> None:
     net = _Net(12)
-    world = _World(net, _overlap_buckets_by_rule(net, 25.0), seed=13)
-    try:
-        with _fake_world(world), case("backward, zero_grad, backward again without finish()"):
-            ns.OverlappedAllReduce(net)  # its hooks keep it alive
-            world.backward(40)
-            net.zero_grad()
-            message = str(
-                _mlab_error(lambda: world.backward(41), "a second backward before finish()")
-            )
-            first = str(world.seen[0][1])
-            expect(
-                first in message,
-                f"the error should name {first}, whose gradient arrived again while its "
-                f"bucket's all_reduce (from the backward before) was unfinished: {message!r}",
-            )
-    finally:
-        world.remove_probes()
+    with (
+        _probed(_World(net, _overlap_buckets_by_rule(net, 25.0), seed=13)) as world,
+        _fake_world(world),
+        case("backward, zero_grad, backward again without finish()"),
+    ):
+        ns.OverlappedAllReduce(net)  # its hooks keep it alive
+        world.backward(40)
+        net.zero_grad()
+        message = str(_mlab_error(lambda: world.backward(41), "a second backward before finish()"))
+        first = str(world.seen[0][1])
+        expect(
+            first in message,
+            f"the error should name {first}, whose gradient arrived again while its "
+            f"bucket's all_reduce (from the backward before) was unfinished: {message!r}",
+        )
 
 
 @check("OverlappedAllReduce")
 def overlap_remove_takes_the_hooks_off(ns: Namespace) -> None:
     net = _Net(14)
-    world = _World(net, _overlap_buckets_by_rule(net, 25.0), seed=15)
-    try:
-        with _fake_world(world), case("a full step, remove(), then a plain backward"):
-            overlap = ns.OverlappedAllReduce(net)
-            world.backward(50)
-            overlap.finish()
-            overlap.remove()
-            net.zero_grad()
-            world.backward(51)
-            expect(
-                not world.works,
-                f"{len(world.works)} all_reduce(s) started after remove(): take every hook off "
-                "(keep the handles that register_post_accumulate_grad_hook returns and call "
-                "their remove())",
+    with (
+        _probed(_World(net, _overlap_buckets_by_rule(net, 25.0), seed=15)) as world,
+        _fake_world(world),
+        case("a full step, remove(), then a plain backward"),
+    ):
+        overlap = ns.OverlappedAllReduce(net)
+        world.backward(50)
+        overlap.finish()
+        overlap.remove()
+        net.zero_grad()
+        world.backward(51)
+        expect(
+            not world.works,
+            f"{len(world.works)} all_reduce(s) started after remove(): take every hook off "
+            "(keep the handles that register_post_accumulate_grad_hook returns and call "
+            "their remove())",
+        )
+        for name, want in world.local.items():
+            assert_close(
+                world.params[name].grad, want, what=f"{name}.grad of a backward after remove()"
             )
-            for name, want in world.local.items():
-                assert_close(
-                    world.params[name].grad, want, what=f"{name}.grad of a backward after remove()"
-                )
-    finally:
-        world.remove_probes()
 
 
 @check("OverlappedAllReduce")
 def overlap_in_a_real_group_of_one(ns: Namespace) -> None:
     net = _Net(16)
-    world = _World(net, _overlap_buckets_by_rule(net, 48 / 2**20), seed=17)
-    try:
+    with _probed(_World(net, _overlap_buckets_by_rule(net, 48 / 2**20), seed=17)) as world:
         description = "a real gloo group of world size 1, a cap of 48 bytes, two steps"
         with case(description), _world_of_one():
             overlap = ns.OverlappedAllReduce(net, 48 / 2**20)
@@ -735,5 +736,3 @@ def overlap_in_a_real_group_of_one(ns: Namespace) -> None:
                     expect(p.grad is grads[name], f"{name}.grad was replaced: copy in place")
                     assert_close(p.grad, want, what=f"step {step}: {name}.grad (the mean of one)")
             overlap.remove()
-    finally:
-        world.remove_probes()
