@@ -7,11 +7,9 @@ import ast
 import difflib
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from mlab.bughunt import game
@@ -41,16 +39,6 @@ ALL_SITES = [
 ]
 DETECTION_SEEDS = (0, 1, 2)
 MIN_DETECTION = 0.8
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """These models are tiny: a second intra-op thread gains nothing, and with pytest-xdist
-    running one worker per core, busy-waiting torch threads slow every worker several-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- the catalogue ---------------------------------------------------------------------------
