@@ -41,14 +41,19 @@ def softmax(a: Variable, dim: int) -> Variable:
 def log_softmax(a: Variable, dim: int) -> Variable:
     """``log(softmax(a))`` along ``dim``, computed stably, with its backward.
 
-    Forward: ``a - logsumexp(a)`` along ``dim`` (``torch.logsumexp`` subtracts the max before
-    exponentiating, so large logits neither overflow nor give ``log(0)``).
+    Forward: with ``m`` the max along ``dim``, ``(a - m) - log Σ_j exp(a_j - m)``, as torch
+    computes it. After the shift every exponent is at most 0, so large logits neither
+    overflow nor give ``log(0)``; and the largest log-probabilities, those near 0, come out
+    accurate. ``a - logsumexp(a)`` is the same formula but loses them: at ``|a| ≈ 100`` in
+    float32, ``logsumexp(a)`` is rounded to about 1e-5 (the spacing of floats near 100), and
+    subtracting two numbers near 100 keeps that error in a result near 0.
 
     Backward: ``out_i = a_i - log Σ_j exp(a_j)`` gives ``∂out_i/∂a_k = [i = k] - softmax_k``,
     so the vector-Jacobian product is ``grad - softmax(a) * sum(grad)``, the sum along
     ``dim`` (kept as size 1 so it broadcasts); ``softmax(a)`` is ``exp(out)``.
     """
-    out = a.data - a.data.logsumexp(dim=dim, keepdim=True)
+    shifted = a.data - a.data.amax(dim=dim, keepdim=True)
+    out = shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
     def backward(grad: torch.Tensor) -> tuple[torch.Tensor]:
         return (grad - out.exp() * grad.sum(dim=dim, keepdim=True),)

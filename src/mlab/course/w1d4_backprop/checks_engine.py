@@ -566,6 +566,30 @@ def log_softmax_matches_torch(ns: Namespace) -> None:
         _compare_op(name, ours, theirs, [x], seed=i)
 
 
+@check("log_softmax")
+def log_softmax_is_accurate_near_zero(ns: Namespace) -> None:
+    # float32 logits of size about 100: `a - a.logsumexp(dim)` rounds logsumexp to the float
+    # spacing near 100 (7.6e-6) and keeps that error in log-probabilities near 0, up to 1e-5
+    # off; shifting by the max first, as torch does, keeps them within 1e-7
+    x = (torch.randn(64, 10, generator=generator(15), dtype=f64) * 100).float()
+    with case("float32 logits of size about 100, dim 1", x=x):
+        out = ns.log_softmax(Variable(x, requires_grad=True), 1)
+        expect(isinstance(out, Variable), f"expected a Variable (from from_op), got {type(out)}")
+        want = x.log_softmax(1)
+        expect(out.data.dtype == torch.float32, f"expected float32 output, got {out.data.dtype}")
+        top = want.amax(1, keepdim=True)  # each row's largest log-probability, near 0
+        got_top = out.data.gather(1, want.argmax(1, keepdim=True))
+        assert_close(
+            got_top,
+            top,
+            rtol=0,
+            atol=1e-6,
+            what="each row's largest log-probability (near 0; torch.log_softmax's, within 1e-6: "
+            "subtract the max before exponentiating, not a - logsumexp(a))",
+        )
+        assert_close(out.data, want, rtol=1.3e-6, atol=1e-6, what="forward output")
+
+
 @check("cross_entropy")
 def cross_entropy_matches_torch(ns: Namespace) -> None:
     g = generator(14)
