@@ -84,20 +84,30 @@ def train_epoch(
     return total / count
 
 
-def evaluate(model: nn.Module, loader: Batches, loss_fn: LossFn) -> tuple[float, float]:
-    """Return ``(mean loss, accuracy)`` of ``model`` over every example in ``loader``.
+def evaluate(model: nn.Module, loader: Batches, loss_fn: LossFn) -> tuple[float, float | None]:
+    """Return ``(mean loss, accuracy)`` of ``model`` over every example in ``loader``, for
+    any ``loss_fn``; the accuracy is ``None`` unless the targets are class labels.
 
     Put the model in evaluation mode (dropout off, batch norm using its running statistics)
     and leave it there; run under ``torch.no_grad()`` so no graph is built and no parameter's
     ``.grad`` changes. Both numbers are per example: weight each batch's mean loss and
     accuracy by its size, so a short last batch is not over-counted.
+
+    Accuracy applies to class labels only: integer targets, one class index per row of the
+    output (``accuracy(output, y)``). Float targets (regression with ``mse_loss``, soft
+    labels) have no accuracy: when any batch's targets are floating point, return ``None`` in
+    its place.
     """
     model.eval()
     total_loss, correct, count = 0.0, 0.0, 0
+    labels = True
     with torch.no_grad():
         for x, y in loader:
-            logits = model(x)
-            total_loss += loss_fn(logits, y).item() * len(x)
-            correct += accuracy(logits, y) * len(x)
+            out = model(x)
+            total_loss += loss_fn(out, y).item() * len(x)
+            if y.is_floating_point():
+                labels = False
+            else:
+                correct += accuracy(out, y) * len(x)
             count += len(x)
-    return total_loss / count, correct / count
+    return total_loss / count, correct / count if labels else None

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlab.data import load_fashion_mnist, minibatches, normalise_images
+from mlab.data import LabelledImages, load_fashion_mnist, minibatches, normalise_images
 from mlab.figures import plt, save_figure
 from mlab.optim import optimizers as mlab_optim
 from mlab.optim.schedules import Scheduler, cosine_annealing_lr
@@ -116,13 +116,15 @@ def compare_on_fashion_mnist(
     epochs: int = 6,
     batch_size: int = 64,
     seed: int = 0,
+    data: tuple[LabelledImages, LabelledImages] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Train one MLP (784-256-10, dropout 0.2) per optimizer from the same initial weights on
     the first ``n_train`` Fashion-MNIST training images; validate on the first ``n_val`` test
     images after each epoch. Return ``{name: {"train_loss", "val_loss", "val_acc"}}``. The
-    learning rate follows a cosine schedule to 0 over the run."""
+    learning rate follows a cosine schedule to 0 over the run. ``data``: the (train, test)
+    splits when already loaded (default: ``load_fashion_mnist``)."""
     optimizers = optimizers or TRAINING_OPTIMIZERS
-    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    train, test = data or (load_fashion_mnist("train"), load_fashion_mnist("test"))
     x = normalise_images(train.images[:n_train]).flatten(1)
     y = train.labels[:n_train]
     val = [(normalise_images(test.images[:n_val]).flatten(1), test.labels[:n_val])]
@@ -141,6 +143,7 @@ def compare_on_fashion_mnist(
             stepping = _StepEach(opt, sched)
             curves["train_loss"].append(train_epoch(model, batches, stepping, F.cross_entropy))
             val_loss, val_acc = evaluate(model, val, F.cross_entropy)
+            assert val_acc is not None  # class labels: evaluate measures the accuracy
             curves["val_loss"].append(val_loss)
             curves["val_acc"].append(val_acc)
         results[name] = curves

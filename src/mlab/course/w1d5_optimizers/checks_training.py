@@ -4,10 +4,13 @@
 ``torch.nn`` network with batch norm (whose output differs between training and evaluation
 mode) on batches of 5, 5 and 2 examples (a short last batch), and are compared with a loop
 written differently here: gradients from ``torch.autograd.grad`` handed to ``torch.optim.SGD``
-with momentum, and evaluation as one forward pass over all the examples at once."""
+with momentum, and evaluation as one forward pass over all the examples at once, with class
+labels (loss and accuracy) and with float targets (``nn.MSELoss``, soft labels: the loss, and
+``None`` for the accuracy)."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -222,3 +225,33 @@ def evaluate_matches_one_pass(ns: Namespace) -> None:
             assert_equal(value, before[name], what=f"{name} (evaluate must not change it)")
         expect(first.weight.grad is stale, "evaluate changed a parameter's .grad")
         expect(model[3].weight.grad is None, "evaluate gave a parameter a .grad")
+
+
+@check("evaluate")
+def evaluate_without_class_labels(ns: Namespace) -> None:
+    batches = _batches(40)
+    gen = torch.Generator().manual_seed(41)
+    torch.manual_seed(40)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).to(F64)
+    targets = torch.randn(sum(SIZES), 2, generator=gen, dtype=F64)
+    soft = torch.softmax(torch.randn(sum(SIZES), 2, generator=gen, dtype=F64), dim=1)
+    x = torch.cat([b[0] for b in batches])
+    for description, loss_fn, y in (
+        ("regression: nn.MSELoss(), float targets of shape (n, 2)", nn.MSELoss(), targets),
+        ("soft labels: F.cross_entropy with class probabilities (n, 2)", F.cross_entropy, soft),
+    ):
+        ref = copy.deepcopy(model).eval()
+        with torch.no_grad():  # torch's one pass over all the examples at once
+            want_loss = loss_fn(ref(x), y).item()
+        ends = [sum(SIZES[:i]) for i in range(len(SIZES) + 1)]
+        loader = [(x[a:b], y[a:b]) for a, b in itertools.pairwise(ends)]
+        model.train()
+        with case(f"{description}, batches of 5, 5, 2"):
+            got = ns.evaluate(model, loader, loss_fn)
+            expect(len(got) == 2, f"evaluate should return (loss, accuracy), got {got!r}")
+            assert_close(got[0], want_loss, rtol=1e-9, what="mean loss (weighted by batch size)")
+            expect(
+                got[1] is None,
+                f"the accuracy should be None: float targets are not class labels, so there is "
+                f"no accuracy to measure (got {got[1]!r})",
+            )
