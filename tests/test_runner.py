@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import mlab.course.engine.runner as runner
 from mlab.course.engine.manifest import get_day
@@ -127,12 +128,39 @@ LEARNER_FILES = {
             return torch.empty(shape).stride()
     """,
     "top_level_loop": """
-        while True:
-            pass
+        while True: pass
 
 
         def contiguous_strides(shape):
             return ()
+    """,
+    "loops_in_a_helper": """
+        import torch
+
+
+        def _spin():
+            while True: pass
+
+
+        def contiguous_strides(shape):
+            return _spin()
+    """,
+    # torch raises NotImplementedError for a real bug: not to be taken for the stub's raise
+    "meta_tensor": """
+        import torch
+
+
+        def contiguous_strides(shape):
+            return tuple(torch.empty(shape, device="meta").to("cpu").stride())
+    """,
+    # the learner's own `raise NotImplementedError`, in a helper: still not started
+    "own_stub": """
+        def _todo():
+            raise NotImplementedError
+
+
+        def contiguous_strides(shape):
+            return _todo()
     """,
 }
 
@@ -149,6 +177,8 @@ BATCH = [
     "missing",
     "leaks_state",
     "needs_defaults",
+    "meta_tensor",
+    "own_stub",
 ]
 
 
@@ -267,6 +297,40 @@ def test_global_torch_state_does_not_leak_between_exercises(batch: dict[str, Res
     assert r.status == "pass", r.message
 
 
+def test_a_library_notimplementederror_is_an_error_not_not_started(
+    batch: dict[str, Result], files: dict[str, Path]
+) -> None:
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        torch.empty(2, device="meta").to("cpu")  # the real thing raises it
+    r = batch["meta_tensor"]
+    assert r.status == "error", r.message
+    assert r.message.startswith("NotImplementedError: Cannot copy out of meta tensor")
+    line = line_of(files["meta_tensor"], 'device="meta"')
+    assert f"meta_tensor.py, line {line}, in contiguous_strides: return tuple(" in r.message
+    assert "while checking:" in r.message
+    assert_no_framework_frames(r.message)
+
+
+def test_a_raise_notimplementederror_in_the_learners_file_is_not_started(
+    batch: dict[str, Result],
+) -> None:
+    assert batch["own_stub"].status == "not started"
+
+
+def test_a_timeout_shows_the_learners_lines_that_were_running(files: dict[str, Path]) -> None:
+    (r,) = run_jobs(DAY, [(Target.file(files["loops_in_a_helper"]), EX)], timeout_scale=0.2)
+    assert r.status == "timeout"
+    path = files["loops_in_a_helper"]
+    outer = f"loops_in_a_helper.py, line {line_of(path, 'return _spin()')}, in contiguous_strides"
+    inner = f"loops_in_a_helper.py, line {line_of(path, 'while True')}, in _spin: while True: pass"
+    lines = r.message.splitlines()
+    assert "It was running here (your code, innermost last):" in lines, r.message
+    at = lines.index("It was running here (your code, innermost last):")
+    assert lines[at + 1 : at + 3] == [f"  {outer}: return _spin()", f"  {inner}"], r.message
+    assert_no_framework_frames(r.message)
+    assert "torch" not in r.message
+
+
 def test_an_infinite_loop_times_out_and_the_next_job_still_runs(files: dict[str, Path]) -> None:
     start = time.monotonic()
     looped, after = run_jobs(
@@ -297,6 +361,11 @@ def test_a_top_level_loop_times_out_every_exercise_once(
     assert all(r.load_failed for r in results)
     assert "Loading the file took longer than 3 s" in results[-1].message
     assert "top level of your file" in results[-1].message
+    # where it was: faulthandler's dump of the worker, before it was killed
+    assert (
+        "It was running this line of your code:\n"
+        "  top_level_loop.py, line 1, in <module>: while True: pass"
+    ) in results[-1].message
     assert elapsed < 45  # one load timeout, not one per exercise
 
 

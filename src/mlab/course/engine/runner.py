@@ -3,7 +3,9 @@
 Learner code can loop forever, exhaust the stack, call ``exit()`` or crash the interpreter. So
 checks run in a worker process (:mod:`mlab.course.engine.worker`) that the runner watches: a
 check that overruns its exercise's ``timeout`` is reported as ``timeout`` and the worker is
-killed and replaced; a worker that dies is reported as ``error`` with its exit code.
+killed and replaced (first asked, with SIGUSR1, for :mod:`faulthandler`'s dump of its stacks,
+so the message shows the line of the code under check that was running); a worker that dies is
+reported as ``error`` with its exit code.
 
     results = run_checks(get_day("w1d1"), Target.file("workspace/w1d1_tensors.py"))
 
@@ -17,6 +19,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +87,10 @@ class Result:
     output: str = ""  # what the code printed
     load_failed: bool = False  # the code could not even be loaded (so no check ran)
     missing: bool = False  # the code does not define the exercise at all
+    # Where a non-pass came from: "code" (the code under check raised, or ran out of time),
+    # "check" (a check failed or raised by itself), "course" (the day's checks are broken),
+    # "load" (the code could not be loaded), "worker" (the check process died or never started).
+    origin: str = ""
 
     @property
     def passed(self) -> bool:
@@ -137,6 +144,25 @@ class _Worker:
                 continue
         self.lines.put(None)  # EOF: the process ended
 
+    def stack_dump(self, wait: float = 1.0) -> str:
+        """Ask the (live) worker for faulthandler's dump of its stacks; the text it wrote."""
+        fd = self.stderr.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            os.kill(self.process.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return ""
+        deadline = time.monotonic() + wait
+        text = ""
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            # pread: the worker shares this file's offset, so never move it while it writes.
+            size = os.fstat(fd).st_size
+            if "most recent call first" in text and size == start + len(text.encode()):
+                break  # the dump is there and nothing more came in 50 ms
+            text = os.pread(fd, size - start, start).decode("utf-8", "replace")
+        return text
+
     def stderr_tail(self, n: int = 1500) -> str:
         self.stderr.seek(0)
         text = self.stderr.read().decode("utf-8", "replace")
@@ -170,7 +196,7 @@ class _Worker:
         if tail:
             message += "\nLast lines it wrote to stderr:\n" + tail
         self.kill()
-        return Result(exercise, "error", message)
+        return Result(exercise, "error", message, origin="worker")
 
     def _wait(self, deadline: float) -> dict[str, Any] | Literal["timeout"] | None:
         remaining = deadline - time.monotonic()
@@ -194,6 +220,7 @@ class _Worker:
                     "error",
                     f"The check process did not start within "
                     f"{START_TIMEOUT:.0f} s; is the machine overloaded?",
+                    origin="worker",
                 )
             self.ready = True
         self.next_id += 1
@@ -207,27 +234,30 @@ class _Worker:
         deadline = time.monotonic() + LOAD_TIMEOUT
         phase = "loading the code"
         check_name = ""
+        files = _code_files(day, target)
         while True:
             item = self._wait(deadline)
             if item is None:
                 return self._died(exercise, phase)
             if item == "timeout":
+                where = _where_it_was(self.stack_dump(), files, day, target)
                 self.kill()
-                if phase == "loading the code":
+                loading = phase == "loading the code"
+                if loading:
                     msg = (
-                        f"Loading the file took longer than {LOAD_TIMEOUT:.0f} s, so no check ran. "
-                        "Is there an infinite loop, or a long computation, at the top level of "
-                        "your file (outside any function)? Move it into a function or under "
-                        '`if __name__ == "__main__":`.'
+                        f"Loading the file took longer than {LOAD_TIMEOUT:.0f} s, so no check ran."
+                        f"{where}\nIs there an infinite loop, or a long computation, at the top "
+                        "level of your file (outside any function)? Move it into a function or "
+                        'under `if __name__ == "__main__":`.'
                     )
                 else:
                     which = f" (in check `{check_name}`)" if check_name else ""
                     msg = (
                         f"{exercise} did not finish within {timeout:g} s{which}, so the check "
-                        "was stopped. Look for an infinite loop (a `while` whose condition never "
-                        "changes) or a Python loop over far more elements than needed."
+                        f"was stopped.{where}\nLook for an infinite loop (a `while` whose "
+                        "condition never changes) or a Python loop over far more elements than "
+                        "needed."
                     )
-                loading = phase == "loading the code"
                 return Result(
                     exercise,
                     "timeout",
@@ -235,6 +265,7 @@ class _Worker:
                     check=check_name,
                     seconds=LOAD_TIMEOUT if loading else timeout,
                     load_failed=loading,
+                    origin="load" if loading else "code",
                 )
             assert isinstance(item, dict)
             if item.get("id") != self.next_id:
@@ -243,6 +274,7 @@ class _Worker:
             if event == "begin":
                 phase = f"checking {exercise}"
                 deadline = time.monotonic() + timeout
+                files = set(item.get("files", ())) or files
             elif event == "check":
                 check_name = item["check"]
             elif event == "result":
@@ -254,7 +286,65 @@ class _Worker:
                     seconds=float(item.get("seconds", 0.0)),
                     output=item.get("output", ""),
                     missing=bool(item.get("missing", False)),
+                    origin=item.get("origin", ""),
                 )
+
+
+def _code_files(day: Day, target: Target) -> set[str]:
+    """The file names the code under check has in tracebacks, as the worker names them
+    (until it names them itself in its "begin" event)."""
+    if target.kind == "file" and target.path is not None:
+        return {target.path}
+    if target.kind == "stub":
+        return {f"<stub of {day.id}>"}
+    if target.kind == "mutant":
+        return {f"<mutant {target.label}>"}
+    return set()
+
+
+# A frame in faulthandler's dump: `  File "/path/x.py", line 12 in name`.
+_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<name>.*)$')
+
+
+def _source_line(filename: str, lineno: int, day: Day, target: Target) -> str:
+    if target.kind == "mutant" and filename == f"<mutant {target.label}>":
+        text = target.source or ""
+    elif target.kind == "stub" and filename == f"<stub of {day.id}>":
+        from mlab.course.engine.stubgen import workspace_source
+
+        text = workspace_source(day)
+    else:
+        try:
+            text = Path(filename).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+    lines = text.splitlines()
+    return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+
+
+def _where_it_was(dump: str, files: set[str], day: Day, target: Target) -> str:
+    """The frames of the code under check in faulthandler's ``dump``, innermost last, as lines
+    to append to a timeout message ("" when the dump shows none)."""
+    threads: list[list[tuple[str, int, str]]] = []
+    for line in dump.splitlines():
+        if "(most recent call first)" in line:
+            threads.append([])
+        elif threads and (m := _DUMP_FRAME.match(line)) and m["file"] in files:
+            threads[-1].append((m["file"], int(m["line"]), m["name"].strip()))
+    frames = next((t for t in threads if t), [])
+    if not frames:
+        return ""
+    shown = []
+    for filename, lineno, name in reversed(frames[:6]):  # the dump lists innermost first
+        where = Path(filename).name if not filename.startswith("<") else filename
+        code = _source_line(filename, lineno, day, target)
+        shown.append(f"  {where}, line {lineno}, in {name}" + (f": {code}" if code else ""))
+    head = (
+        "\nIt was running this line of your code:"
+        if len(shown) == 1
+        else "\nIt was running here (your code, innermost last):"
+    )
+    return "\n".join([head, *shown])
 
 
 def run_jobs(

@@ -5,20 +5,30 @@ reads our answers, one JSON object per line, from our original stdout. Anything 
 code prints is captured per job instead, and whatever writes straight to file descriptor 1 is
 sent to stderr, so nothing the learner does can corrupt the protocol.
 
-Events we send for a job: ``{"event": "begin"}`` once the target is loaded, ``{"event":
-"check", "check": name}`` before each check, then ``{"event": "result", ...}``. The parent
-times each phase and kills us on an infinite loop.
+Events we send for a job: ``{"event": "begin", "files": [...]}`` once the target is loaded
+(the files that count as the code under check), ``{"event": "check", "check": name}`` before each
+check, then ``{"event": "result", ...}``. The parent times each phase and kills us on an infinite
+loop; before that it sends SIGUSR1, on which :mod:`faulthandler` writes every thread's stack to
+stderr, so the timeout message can show the line that was running.
+
+A result's ``origin`` says where a non-pass came from: ``code`` (the code under check raised:
+one of its frames is in the traceback), ``check`` (a check failed, or raised by itself),
+``course`` (the day's checks are broken) or ``load`` (the code could not be loaded). The
+mutation report counts a mutant as killed only by a failed check or a raise in its own code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import importlib
 import io
 import json
 import linecache
 import os
+import re
+import signal
 import sys
 import time
 import traceback
@@ -53,6 +63,27 @@ def _code_frames(tb: types.TracebackType | None, filenames: set[str]) -> list[st
             )
             lines.append(f"  {where}, line {frame.lineno}, in {frame.name}: {code}")
     return lines
+
+
+def _raised_in(exc: BaseException, files: set[str]) -> str:
+    """``code`` if the traceback passes through the code under check, else ``check``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return "code" if any(frame.filename in files for frame in frames) else "check"
+
+
+_STUB_RAISE = re.compile(r"raise\s+NotImplementedError\b")
+
+
+def _is_not_started(exc: NotImplementedError, files: set[str]) -> bool:
+    """Whether ``exc`` comes from a ``raise NotImplementedError`` statement in the code under
+    check (the stub's own line, or the learner's), not from a library it called: torch raises
+    NotImplementedError for real bugs ("Cannot copy out of meta tensor")."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or frames[-1].filename not in files:
+        return False
+    last = frames[-1]
+    line = last.line or linecache.getline(last.filename, last.lineno or 0)
+    return bool(_STUB_RAISE.match(line.strip()))
 
 
 def _notes(exc: BaseException) -> str:
@@ -180,12 +211,17 @@ def run_exercise(
             "status": "error",
             "message": "The day's checks could not be loaded: this is a bug in the course, "
             f"not in your code. Please report it.\n{type(exc).__name__}: {exc}",
+            "origin": "course",
         }
     if not checks:
-        return {"status": "error", "message": f"{exercise.name} has no checks (course bug)"}
+        return {
+            "status": "error",
+            "message": f"{exercise.name} has no checks (course bug)",
+            "origin": "course",
+        }
     out = io.StringIO()
     start = time.perf_counter()
-    status, message, check_name, missing = "pass", "", "", False
+    status, message, check_name, missing, origin = "pass", "", "", False, ""
     _reset_global_state()
     with contextlib.redirect_stdout(out):
         for chk in checks:
@@ -195,20 +231,25 @@ def run_exercise(
             try:
                 chk.fn(ns)
             except NotImplementedError as exc:
-                status, message = "not started", str(exc) or "not implemented yet"
+                if _is_not_started(exc, files):
+                    status, message = "not started", str(exc) or "not implemented yet"
+                else:  # a real error that happens to be a NotImplementedError (torch's)
+                    status, message = "error", _describe_error(exc, files)
+                    origin = _raised_in(exc, files)
                 break
             except MissingExercise as exc:
                 # Not written yet (or renamed): the report lists these together.
                 status, message, missing = "not started", str(exc), True
                 break
             except MismatchError as exc:
-                status = "fail"
+                status, origin = "fail", "check"
                 message = "\n".join(filter(None, [str(exc), _notes(exc)]))
                 break
             except AssertionError as exc:
                 tb = traceback.extract_tb(exc.__traceback__)
                 in_code = bool(tb) and tb[-1].filename in files
                 status = "error" if in_code else "fail"
+                origin = "code" if in_code else "check"
                 message = (
                     _describe_error(exc, files)
                     if in_code
@@ -221,9 +262,11 @@ def run_exercise(
                     "RecursionError: your code recursed too deeply (a function calling "
                     "itself with no base case?)\n" + _describe_error(exc, files)
                 )
+                origin = _raised_in(exc, files)
                 break
             except (Exception, SystemExit) as exc:
                 status, message = "error", _describe_error(exc, files)
+                origin = _raised_in(exc, files)
                 break
     printed = out.getvalue()
     if len(printed) > MAX_OUTPUT:
@@ -235,6 +278,7 @@ def run_exercise(
         "seconds": time.perf_counter() - start,
         "output": printed,
         "missing": missing,
+        "origin": origin,
     }
 
 
@@ -243,6 +287,8 @@ def main() -> None:
     proto: IO[str] = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.write) go to stderr, not the protocol
     sys.stdout = sys.stderr
+    # On a timeout the parent sends SIGUSR1 before killing us: the stacks show where we were.
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
     def emit(obj: dict[str, Any]) -> None:
         proto.write(json.dumps(obj) + "\n")
@@ -283,11 +329,12 @@ def main() -> None:
                     "check": "",
                     "seconds": 0.0,
                     "output": "",
+                    "origin": "load",
                 }
             )
             continue
         ns, files = loaded
-        emit_job({"event": "begin"})
+        emit_job({"event": "begin", "files": sorted(files)})
         result = run_exercise(day, ns, job["exercise"], files, emit=emit_job)
         emit_job({"event": "result", **result})
 
