@@ -14,6 +14,7 @@ from benchmarks import (
     bench_w1d6_ddp,
     bench_w1d7_inspect,
 )
+from benchmarks.common import run
 
 BENCHMARKS = [
     bench_w1d1_vectorised,
@@ -30,7 +31,7 @@ BENCHMARKS = [
 def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for bench in BENCHMARKS:
-        bench.main()
+        run(bench.__name__.removeprefix("benchmarks."), bench.main)
 
 
 if __name__ == "__main__":

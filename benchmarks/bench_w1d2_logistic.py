@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from mlab.data import load_fashion_mnist, normalise_images
+from benchmarks.common import fashion_mnist, run
+from mlab.data import normalise_images
 from mlab.tensor.regression import accuracy, train_softmax_regression
 
 BASELINE = 0.84  # Zalando's LogisticRegression benchmark, rounded
@@ -46,7 +47,7 @@ def _torch_reference(
 
 
 def main() -> None:
-    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    train, test = fashion_mnist()
     x_train = normalise_images(train.images, MEAN, STD).flatten(1)
     x_test = normalise_images(test.images, MEAN, STD).flatten(1)
 
@@ -106,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run("bench_w1d2_logistic", main)

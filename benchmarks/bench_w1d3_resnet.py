@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from mlab.data import load_fashion_mnist, minibatches, normalise_images
+from benchmarks.common import fashion_mnist, run
+from mlab.data import minibatches, normalise_images
 from mlab.models import resnet
 from mlab.models.resnet import ResNet
 
@@ -109,7 +110,7 @@ def test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main(torch_only: bool = False) -> None:
-    train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
+    train_set, test_set = fashion_mnist()
     x_train = normalise_images(train_set.images, MEAN, STD)[:, None]  # (n, 1, 28, 28)
     x_test = normalise_images(test_set.images, MEAN, STD)[:, None]
     ours, theirs = build_models()
@@ -140,4 +141,4 @@ def main(torch_only: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(torch_only="--torch-only" in sys.argv)
+    run("bench_w1d3_resnet", lambda: main(torch_only="--torch-only" in sys.argv))

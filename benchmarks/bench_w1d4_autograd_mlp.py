@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.common import fashion_mnist, run
 from mlab.autograd import Variable, no_grad
 from mlab.autograd.mlp import init_mlp, mlp_forward, mlp_loss, sgd_step
-from mlab.data import load_fashion_mnist, minibatches, normalise_images
+from mlab.data import minibatches, normalise_images
 
 BAR = 0.80
 MEAN, STD = 0.2860, 0.3530
@@ -62,7 +63,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def main() -> None:
-    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    train, test = fashion_mnist()
     x_train = normalise_images(train.images, MEAN, STD).flatten(1)
     x_test = normalise_images(test.images, MEAN, STD).flatten(1)
 
@@ -104,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run("bench_w1d4_autograd_mlp", main)

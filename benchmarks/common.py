@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks."""
+"""Timing helpers shared by the benchmarks, the data they train on, and how one is skipped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,41 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Row", "best_time", "print_table"]
+from mlab.data import (
+    FASHION_MNIST,
+    LabelledImages,
+    load_fashion_mnist,
+    locate_files,
+    missing_data_hint,
+)
+from mlab.errors import DataError
+
+__all__ = ["Row", "Skipped", "best_time", "fashion_mnist", "print_table", "run"]
+
+
+class Skipped(Exception):
+    """A benchmark cannot run on this machine; the message says why and what to do."""
+
+
+def fashion_mnist() -> tuple[LabelledImages, LabelledImages]:
+    """Fashion-MNIST's train and test splits, downloaded if need be (and possible); raise
+    ``Skipped`` with the ways to get it when it is on this machine nowhere and cannot be
+    downloaded. A file that is there but corrupt is an error, not a skip."""
+    try:
+        return load_fashion_mnist("train"), load_fashion_mnist("test")
+    except DataError:
+        if None in locate_files(FASHION_MNIST).values():
+            raise Skipped(missing_data_hint(FASHION_MNIST)) from None
+        raise
+
+
+def run(name: str, main: Callable[[], Any]) -> None:
+    """Run one benchmark's ``main``; when it is ``Skipped``, say so in one line and return."""
+    try:
+        main()
+    except Skipped as why:
+        print(f"{name}: skipped: {why}")
+
 
 Row = tuple[str, float, float, str]  # (case, ours s, reference s, reference name)
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
+from conftest import Splits
 from mlab.autograd import (
     Variable,
     backpropagate,
@@ -26,7 +27,7 @@ from mlab.autograd import (
     unbroadcast,
 )
 from mlab.autograd.mlp import init_mlp, mlp_forward, mlp_loss, sgd_step
-from mlab.data import load_fashion_mnist, normalise_images
+from mlab.data import normalise_images
 from mlab.errors import MismatchError, ShapeError
 from mlab.testing import assert_close, assert_not_shares_storage, generator
 
@@ -384,8 +385,8 @@ def test_mlp_sgd_steps_match_torch() -> None:
 
 
 @pytest.mark.slow
-def test_mlp_learns_fashion_mnist_subset() -> None:
-    data = load_fashion_mnist("train", download=False)
+def test_mlp_learns_fashion_mnist_subset(fashion_mnist: Splits) -> None:
+    data = fashion_mnist.train
     x = normalise_images(data.images[:3000], 0.2860, 0.3530).flatten(1)
     y = data.labels[:3000]
     params = init_mlp([784, 64, 10], generator(0))

@@ -4,6 +4,7 @@ loader on the real Debian files, the search order, and downloads from a local HT
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import gzip
@@ -19,26 +20,25 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import files_or_skip, load_or_skip
 from mlab.data import (
     FASHION_MNIST,
     FASHION_MNIST_CLASSES,
     MNIST,
+    IdxImageDataset,
     decode_idx,
     load_digits,
     load_fashion_mnist,
     load_idx_images,
     load_mnist,
+    missing_data_hint,
     read_idx,
     write_idx,
 )
+from mlab.data.idx import read_bytes
 from mlab.errors import DataError
 from mlab.testing import generator
 
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-needs_debian_data = pytest.mark.skipif(
-    not DEBIAN_DIR.is_dir(),
-    reason=f"{DEBIAN_DIR} is missing: `sudo apt install dataset-fashion-mnist` (.ci/run does)",
-)
 BIG_ENDIAN = {
     torch.uint8: ">u1",
     torch.int8: ">i1",
@@ -155,37 +155,44 @@ def test_decoded_tensor_is_writable_and_owns_its_memory() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Fashion-MNIST from Debian's package
+# The real Fashion-MNIST (Debian's dataset-fashion-mnist in CI; the fixture skips without it)
 
 
-@needs_debian_data
+def _folder(files: dict[str, Path]) -> Path:
+    """A folder holding the real files, for ``data_dir=``: the autouse fixture hides the
+    developer's MLAB_DATA_DIR and cache from the loaders."""
+    folders = {path.parent for path in files.values()}
+    assert len(folders) == 1, f"these tests want Fashion-MNIST's files in one folder: {files}"
+    return folders.pop()
+
+
 @pytest.mark.parametrize(("split", "n"), [("train", 60000), ("test", 10000)])
-def test_fashion_mnist_from_debian(split: str, n: int) -> None:
-    images, labels = load_fashion_mnist(split, download=False)
+def test_fashion_mnist_real_files(fashion_mnist_files: dict[str, Path], split: str, n: int):
+    folder = _folder(fashion_mnist_files)
+    images, labels = load_fashion_mnist(split, data_dir=folder, download=False)
     assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (n,) and labels.dtype == torch.int64
     assert labels.bincount().tolist() == [n // 10] * 10
     assert len(FASHION_MNIST_CLASSES) == 10
     # numpy's reading of the same file agrees
     prefix = "train" if split == "train" else "t10k"
-    raw = gzip.decompress((DEBIAN_DIR / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
+    raw = read_bytes(fashion_mnist_files[f"{prefix}-images-idx3-ubyte.gz"])
     expected = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 28, 28)
     np.testing.assert_array_equal(images.numpy(), expected)
 
 
-@needs_debian_data
-def test_debian_files_match_the_recorded_checksums() -> None:
+def test_real_files_match_the_recorded_checksums(fashion_mnist_files: dict[str, Path]) -> None:
     for filename, digest in FASHION_MNIST.sha256.items():
-        data = gzip.decompress((DEBIAN_DIR / filename).read_bytes())
+        data = read_bytes(fashion_mnist_files[filename])
         assert hashlib.sha256(data).hexdigest() == digest, filename
 
 
-@needs_debian_data
-def test_fashion_mnist_as_float() -> None:
-    images, _ = load_fashion_mnist("test", download=False, as_float=True)
+def test_fashion_mnist_as_float(fashion_mnist_files: dict[str, Path]) -> None:
+    folder = _folder(fashion_mnist_files)
+    images, _ = load_fashion_mnist("test", data_dir=folder, download=False, as_float=True)
     assert images.dtype == torch.float32
     assert float(images.min()) == 0.0 and float(images.max()) == 1.0
-    uint8, _ = load_fashion_mnist("test", download=False)
+    uint8, _ = load_fashion_mnist("test", data_dir=folder, download=False)
     torch.testing.assert_close(images, uint8.double().div(255).float())
 
 
@@ -198,18 +205,17 @@ def test_unknown_split_is_an_error() -> None:
 # Search order
 
 
-@needs_debian_data
 @pytest.mark.parametrize("layout", ["subfolder", "directly", "unpacked"])
-def test_mlab_data_dir_comes_first(tmp_path, monkeypatch, layout) -> None:
+def test_mlab_data_dir_comes_first(tmp_path, monkeypatch, layout, fashion_mnist_files) -> None:
     root = tmp_path / "data"
     folder = root / "fashion-mnist" if layout == "subfolder" else root
     folder.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         if layout == "unpacked":  # decompressed, named without .gz
-            data = gzip.decompress((DEBIAN_DIR / name).read_bytes())
+            data = read_bytes(fashion_mnist_files[name])
             (folder / name.removesuffix(".gz")).write_bytes(data)
         else:
-            (folder / name).symlink_to(DEBIAN_DIR / name)
+            (folder / name).symlink_to(fashion_mnist_files[name])
     monkeypatch.setenv("MLAB_DATA_DIR", str(root))
     images, labels = load_fashion_mnist("test", download=False)
     assert images.shape == (10000, 28, 28) and labels.bincount().tolist() == [1000] * 10
@@ -224,16 +230,75 @@ def test_mlab_data_dir_comes_first(tmp_path, monkeypatch, layout) -> None:
     assert str(victim) in str(err.value)
 
 
-@needs_debian_data
 def test_a_file_failing_its_checksum_is_never_used(tmp_path, monkeypatch) -> None:
     root = tmp_path / "data" / "fashion-mnist"
     root.mkdir(parents=True)
-    labels = torch.zeros(10000, dtype=torch.uint8)  # well-formed, but not the real labels
-    write_idx(root / "t10k-labels-idx1-ubyte.gz", labels)
+    images = torch.zeros(10000, 28, 28, dtype=torch.uint8)  # well-formed, but not the real ones
+    write_idx(root / "t10k-images-idx3-ubyte.gz", images)
     monkeypatch.setenv("MLAB_DATA_DIR", str(root.parent))
     with pytest.raises(DataError, match="SHA-256") as err:
         load_fashion_mnist("test", download=False)
-    assert str(root / "t10k-labels-idx1-ubyte.gz") in str(err.value)
+    assert str(root / "t10k-images-idx3-ubyte.gz") in str(err.value)
+
+
+def _fake_data_set(folder: Path) -> tuple[IdxImageDataset, dict[str, torch.Tensor]]:
+    """A small MNIST-style data set (4x4 images, 6 to train and 3 to test) written to
+    ``folder`` with ``write_idx``: its spec, and the tensors in each file."""
+    spec = IdxImageDataset(
+        name="tiny",
+        title="Tiny",
+        base_url="http://127.0.0.1:9/",  # never used: the tests do not download
+        classes=("a", "b", "c"),
+        sizes={"train": 6, "test": 3},
+        system_package="dataset-tiny",
+        image_shape=(4, 4),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, (images_file, labels_file) in spec.files.items():
+        n = spec.sizes[split]
+        gen = generator(n)
+        written[images_file] = torch.randint(0, 256, (n, 4, 4), generator=gen, dtype=torch.uint8)
+        written[labels_file] = torch.arange(n, dtype=torch.uint8) % 3
+        for name in (images_file, labels_file):
+            write_idx(folder / name, written[name])
+    return spec, written
+
+
+def test_the_data_fixture_yields_data_where_it_is(tmp_path, monkeypatch) -> None:
+    spec, written = _fake_data_set(tmp_path / "data" / "tiny")
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "data"))
+    assert files_or_skip(spec) == {name: tmp_path / "data" / "tiny" / name for name in written}
+    train, test = load_or_skip(spec)
+    assert torch.equal(train.images, written["train-images-idx3-ubyte.gz"])
+    assert torch.equal(test.images, written["t10k-images-idx3-ubyte.gz"])
+    assert test.labels.tolist() == [0, 1, 2] and test.labels.dtype == torch.int64
+
+
+def test_the_data_fixture_skips_with_the_hint_where_data_is_missing(tmp_path, monkeypatch):
+    spec, _ = _fake_data_set(tmp_path / "data" / "tiny")
+    (tmp_path / "data" / "tiny" / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "data"))
+    for fixture in (files_or_skip, load_or_skip):
+        with pytest.raises(pytest.skip.Exception) as skipped:
+            fixture(spec)
+        reason = str(skipped.value)
+        assert reason.startswith(
+            "Tiny is not on this machine: install it (sudo apt-get install "
+            "dataset-tiny), set MLAB_DATA_DIR"
+        ), reason
+        assert reason.endswith("python -m mlab.data tiny (missing: t10k-labels-idx1-ubyte.gz)")
+    # a file that is there but corrupt fails the test: it is not a missing file
+    (tmp_path / "data" / "tiny" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not idx")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz"):
+        load_or_skip(spec)
+
+
+def test_the_fashion_mnist_hint_names_the_three_ways() -> None:
+    hint = missing_data_hint(FASHION_MNIST)
+    assert "sudo apt-get install dataset-fashion-mnist" in hint
+    assert "set MLAB_DATA_DIR to a folder holding its files" in hint
+    assert "python -m mlab.data fashion-mnist" in hint
 
 
 def _fake_mnist(folder: Path, split: str = "test", n: int = 10000) -> torch.Tensor:
@@ -278,12 +343,11 @@ def test_mnist_checks_structure(tmp_path, monkeypatch) -> None:
         load_mnist("test", download=False)
 
 
-@needs_debian_data
-def test_mnist_rejects_fashion_mnist_files(tmp_path, monkeypatch) -> None:
+def test_mnist_rejects_fashion_mnist_files(tmp_path, monkeypatch, fashion_mnist_files) -> None:
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
     for name in MNIST.files["test"]:
-        (folder / name).symlink_to(DEBIAN_DIR / name)
+        (folder / name).symlink_to(fashion_mnist_files[name])
     monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(DataError, match=r"Fashion-MNIST's t10k-images-idx3-ubyte\.gz"):
         load_mnist("test", download=False)
@@ -376,7 +440,6 @@ def test_download_with_wrong_checksum_saves_nothing(served, isolated_dirs) -> No
     assert _leftovers(isolated_dirs / "mnist") == []
 
 
-@needs_debian_data
 def test_download_failing_sha256_saves_nothing(served, isolated_dirs) -> None:
     url, folder = served
     _fake_mnist(folder)  # MNIST-shaped files where Fashion-MNIST's are expected
@@ -386,11 +449,10 @@ def test_download_failing_sha256_saves_nothing(served, isolated_dirs) -> None:
     assert _leftovers(isolated_dirs / "fashion-mnist") == []
 
 
-@needs_debian_data
-def test_download_of_fashion_mnist_from_a_mirror(served, isolated_dirs) -> None:
+def test_download_of_fashion_mnist_from_a_mirror(served, isolated_dirs, fashion_mnist_files):
     url, folder = served
     for name in FASHION_MNIST.files["test"]:
-        shutil.copy(DEBIAN_DIR / name, folder / name)
+        shutil.copy(fashion_mnist_files[name], folder / name)
     spec = dataclasses.replace(FASHION_MNIST, base_url=url, system_dirs=())
     images, labels = load_idx_images(spec, "test")
     assert images.shape == (10000, 28, 28) and labels.bincount().tolist() == [1000] * 10
@@ -435,3 +497,49 @@ def test_digits() -> None:
     np.testing.assert_allclose(images.numpy(), bunch.images / 16, rtol=1e-6)
     np.testing.assert_array_equal(labels.numpy(), bunch.target)
     assert float(images.max()) == 1.0 and set(labels.tolist()) == set(range(10))
+
+
+def test_every_test_gets_fashion_mnist_from_the_fixtures() -> None:
+    """A test that loads Fashion-MNIST itself fails on a machine without it, instead of
+    skipping with the hint: only tests that ask for a fixture may load it."""
+    fixtures = {"fashion_mnist", "fashion_mnist_files"}
+    no_real_data = {  # tests that load it with no real file in reach, on purpose
+        "test_unknown_split_is_an_error",  # fails on the split's name before looking for files
+        "test_a_file_failing_its_checksum_is_never_used",  # reads the wrong file it wrote
+    }
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            takes = {arg.arg for arg in node.args.args}
+            loads = any(
+                isinstance(call, ast.Call)
+                and getattr(call.func, "id", getattr(call.func, "attr", "")) == "load_fashion_mnist"
+                for call in ast.walk(node)
+            )
+            if loads and not takes & fixtures and node.name not in no_real_data:
+                offenders.append(f"{path.name}::{node.name}")
+    assert offenders == [], f"load Fashion-MNIST without the fixtures: {offenders}"
+
+
+def test_a_benchmark_without_its_data_is_skipped_with_the_hint(monkeypatch, capsys) -> None:
+    from benchmarks import common
+
+    with socket.socket() as sock:  # a port that nothing listens on: the download fails
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = dataclasses.replace(FASHION_MNIST, base_url=f"http://127.0.0.1:{port}/", system_dirs=())
+    monkeypatch.setattr(common, "FASHION_MNIST", spec)
+    monkeypatch.setattr(common, "load_fashion_mnist", lambda split: load_idx_images(spec, split))
+    ran = []
+
+    def bench() -> None:
+        common.fashion_mnist()
+        ran.append("trained")
+
+    common.run("bench_x", bench)
+    common.run("bench_y", lambda: ran.append("next"))
+    assert ran == ["next"]
+    assert capsys.readouterr().out == f"bench_x: skipped: {missing_data_hint(spec)}\n"

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import Splits
 from mlab.optim.schedules import Scheduler, cosine_annealing_lr, step_decay_lr
 from mlab.train.plots import optimizer_path, plot_learning_curves, plot_rosenbrock
 
@@ -36,10 +37,16 @@ def test_momentum_gets_closer_to_the_minimum_than_sgd() -> None:
     assert momentum < sgd / 2, (momentum, sgd)
 
 
-def test_learning_curves_plot(tmp_path: Path) -> None:
+def test_learning_curves_plot(tmp_path: Path, fashion_mnist: Splits) -> None:
     opts = {"Adam": lambda p: torch.optim.Adam(p, lr=1e-3)}
     out = plot_learning_curves(
-        tmp_path / "c.png", optimizers=opts, n_train=256, n_val=128, epochs=2, batch_size=64
+        tmp_path / "c.png",
+        optimizers=opts,
+        n_train=256,
+        n_val=128,
+        epochs=2,
+        batch_size=64,
+        data=tuple(fashion_mnist),
     )
     _assert_png(out)
 

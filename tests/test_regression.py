@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from beartype import beartype
 from jaxtyping import TypeCheckError, jaxtyped
 
-from mlab.data import load_fashion_mnist, normalise_images
-from mlab.errors import DataError
+from conftest import Splits
+from mlab.data import normalise_images
 from mlab.tensor import regression
 from mlab.testing import assert_close, generator
 
@@ -49,14 +49,8 @@ def test_closed_form_and_gradient_descent_agree() -> None:
 
 
 @pytest.mark.slow
-def test_softmax_regression_learns_fashion_mnist_subset() -> None:
-    try:
-        train, test = (
-            load_fashion_mnist("train", download=False),
-            load_fashion_mnist("test", download=False),
-        )
-    except DataError as err:
-        pytest.skip(f"Fashion-MNIST is not installed: {err}")
+def test_softmax_regression_learns_fashion_mnist_subset(fashion_mnist: Splits) -> None:
+    train, test = fashion_mnist
     x_train = normalise_images(train.images[:6000], 0.2860, 0.3530).flatten(1)
     x_test = normalise_images(test.images[:2000], 0.2860, 0.3530).flatten(1)
     w, b, losses = regression.train_softmax_regression(

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel
 
-from mlab.data import load_fashion_mnist, normalise_images
+from conftest import Splits
+from mlab.data import normalise_images
 from mlab.errors import DataError, StateDictError
 from mlab.models.resnet import (
     ResNet,
@@ -206,8 +207,8 @@ def test_unknown_hf_name_raises() -> None:
 
 
 @pytest.mark.slow
-def test_small_resnet_loss_falls_on_fashion_mnist() -> None:
-    data = load_fashion_mnist("train")
+def test_small_resnet_loss_falls_on_fashion_mnist(fashion_mnist: Splits) -> None:
+    data = fashion_mnist.train
     x = normalise_images(data.images[:512], 0.2860, 0.3530)[:, None]  # (512, 1, 28, 28)
     y = data.labels[:512]
     torch.manual_seed(0)

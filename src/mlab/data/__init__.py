@@ -15,6 +15,8 @@ from mlab.data.datasets import (
     load_fashion_mnist,
     load_idx_images,
     load_mnist,
+    locate_files,
+    missing_data_hint,
 )
 from mlab.data.download import cache_dir, data_dir, download
 from mlab.data.idx import (
@@ -42,7 +44,9 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx_images",
     "load_mnist",
+    "locate_files",
     "minibatches",
+    "missing_data_hint",
     "normalise_images",
     "parse_idx_header",
     "read_idx",

@@ -48,6 +48,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx_images",
     "load_mnist",
+    "locate_files",
+    "missing_data_hint",
 ]
 
 FASHION_MNIST_CLASSES = (
@@ -157,6 +159,39 @@ def _find(spec: IdxImageDataset, filename: str, dirs: list[Path]) -> Path | None
             if (folder / name).is_file():
                 return folder / name
     return None
+
+
+def locate_files(
+    spec: IdxImageDataset, splits: tuple[str, ...] | None = None, *, data_dir: Path | None = None
+) -> dict[str, Path | None]:
+    """Where each file of ``splits`` (default: every split) is on this machine, in the order a
+    loader looks (see the module docstring), or None for a file found nowhere: what a load with
+    ``download=False`` would read, before it verifies anything.
+
+    >>> found = locate_files(MNIST, ("test",), data_dir=Path("/nonexistent"))
+    >>> list(found)
+    ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+    """
+    dirs = _search_dirs(spec, data_dir)
+    wanted = [name for split in splits or tuple(spec.files) for name in spec.files[split]]
+    return {name: _find(spec, name, dirs) for name in wanted}
+
+
+def missing_data_hint(spec: IdxImageDataset) -> str:
+    """One line saying that ``spec``'s files are not on this machine and the ways to get them:
+    what tests and benchmarks print when they skip for want of data.
+
+    >>> print(missing_data_hint(FASHION_MNIST))  # doctest: +NORMALIZE_WHITESPACE
+    Fashion-MNIST is not on this machine: install it (sudo apt-get install
+    dataset-fashion-mnist), set MLAB_DATA_DIR to a folder holding its files, or download it
+    once (about 30 MB): python -m mlab.data fashion-mnist
+    """
+    ways = (
+        [f"install it (sudo apt-get install {spec.system_package})"] if spec.system_package else []
+    )
+    ways.append("set MLAB_DATA_DIR to a folder holding its files")
+    ways.append(f"download it once (about {spec.download_mb} MB): python -m mlab.data {spec.name}")
+    return f"{spec.title} is not on this machine: {', '.join(ways[:-1])}, or {ways[-1]}"
 
 
 def _fix(spec: IdxImageDataset, path: Path) -> str:
