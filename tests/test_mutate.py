@@ -4,20 +4,24 @@ signatures, decorators or docstrings, keeps ids stable, and drops duplicates."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import textwrap
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from mlab.course.engine.manifest import Day
+from mlab.course.engine.manifest import Day, get_day
 from mlab.course.engine.mutate import Mutant, mutants_of_source
 from mlab.course.engine.mutation_report import (
+    MIN_SCORE,
     ExerciseMutation,
     MutantResult,
     MutationReport,
     load_allowlist,
+    mutation_report,
     print_mutation_report,
+    stale_allowlist_entries,
 )
 from mlab.errors import ConfigError
 
@@ -285,9 +289,9 @@ def test_allowlist_loads_and_rejects_entries_without_reason(tmp_path: Path) -> N
 def test_report_scores_and_prints_survivors() -> None:
     found = mutants("def f(a, b):\n    return a + b * 2\n")
     results = (
-        MutantResult(found[0], "fail"),
+        MutantResult(found[0], "fail", origin="check"),
         MutantResult(found[1], "pass"),
-        MutantResult(found[2], "timeout"),
+        MutantResult(found[2], "timeout", origin="code"),
     )
     ex = ExerciseMutation("f", "f.py", results, equivalent={found[2].id: "why"})
     assert (ex.killed, ex.counted, ex.score) == (1, 2, 0.5)
@@ -295,9 +299,89 @@ def test_report_scores_and_prints_survivors() -> None:
     assert ex.wrongly_allowlisted == [found[2]]  # killed, so not equivalent
     report = MutationReport("w9d9", (ex,), stale=("g:const:L1:C1:0",), seconds=1.0)
     assert report.score == 0.5
-    assert len(report.problems) == 2
+    assert len(report.problems) == 3  # below the bar, stale, wrongly allowlisted
     console = Console(record=True, width=120)
     print_mutation_report(report, console)
     text = console.export_text()
     assert found[1].id in text and found[1].description in text
     assert "equivalent_mutants.toml" in text and "g:const:L1:C1:0" in text
+
+
+def _results(pairs: list[tuple[str, str]]) -> tuple[MutantResult, ...]:
+    found = mutants("def f(a, b, c):\n    return (a + b) * c - a / (b + 2) ** 3 + c * 5 - 7\n")
+    assert len(found) >= len(pairs)
+    chosen = zip(found[: len(pairs)], pairs, strict=True)
+    return tuple(MutantResult(m, status, origin=origin) for m, (status, origin) in chosen)
+
+
+def test_only_a_failed_check_a_raise_or_a_timeout_kills() -> None:
+    results = _results(
+        [
+            ("fail", "check"),  # a check failed: killed
+            ("error", "code"),  # the mutant's own code raised: killed
+            ("timeout", "code"),  # its checks ran out of time: killed (as documented)
+            ("pass", ""),  # survived
+            ("error", "worker"),  # the check process crashed: no verdict
+            ("error", "load"),  # the mutant did not load: no verdict
+            ("timeout", "load"),  # its loading timed out: no verdict
+            ("error", "course"),  # the day's checks are broken: no verdict
+            ("error", "check"),  # a check raised by itself (on a None, say): no verdict
+        ]
+    )
+    outcomes = [r.outcome for r in results]
+    assert outcomes == [
+        "killed by a check",
+        "killed by a raise",
+        "killed by a timeout",
+        "survived",
+        *["invalid"] * 5,
+    ]
+    ex = ExerciseMutation("f", "f.py", results)
+    assert (ex.killed, ex.counted, ex.score) == (3, 4, 0.75)  # invalid ones are not counted
+    assert [r.mutant for r in ex.invalid] == [r.mutant for r in results[4:]]
+    assert ex.survivors == [results[3].mutant]
+    report = MutationReport("w9d9", (ex,), stale=(), seconds=1.0)
+    console = Console(record=True, width=80)
+    print_mutation_report(report, console)
+    text = console.export_text()
+    assert "5 invalid (no verdict, not counted)" in text
+    assert "the check process died" in text and "the mutant did not load" in text
+    assert all(r.mutant.id in text for r in results[3:])
+
+
+def test_the_bar_holds_for_every_exercise_not_only_the_day() -> None:
+    strong = ExerciseMutation("strong", "s.py", _results([("fail", "check")] * 9))
+    weak = ExerciseMutation(
+        "expand_layout", "e.py", _results([("fail", "check")] * 2 + [("pass", "")])
+    )
+    strong = dataclasses.replace(strong, results=strong.results * 3)  # 27 of 27
+    report = MutationReport("w9d9", (strong, weak), stale=(), seconds=1.0)
+    assert report.score >= MIN_SCORE  # 29 of 30: the day as a whole passes ...
+    assert report.below_bar == [weak]  # ... yet one exercise kills 2 of 3
+    assert report.problems == [
+        "expand_layout: the checks kill 2 of 3 mutants (67%); every exercise needs 85%"
+    ]
+    console = Console(record=True, width=80)
+    print_mutation_report(report, console)
+    text = console.export_text()
+    assert "bar: 85% for every exercise" in text and "97%" in text  # the day's score too
+
+
+def test_an_allowlist_entry_naming_no_exercise_is_stale(tmp_path: Path) -> None:
+    day = dataclasses.replace(get_day("w1d1"), directory=tmp_path)
+    (tmp_path / "equivalent_mutants.toml").write_text(
+        '[[equivalent]]\nid = "contiguous_stride:const:L1:C4:0"\nreason = "a typo"\n'
+        '[[equivalent]]\nid = "contiguous_strides:const:L99:C4:0"\nreason = "gone"\n'
+    )
+    found = stale_allowlist_entries(day)
+    assert found == [
+        f"{tmp_path.name}/equivalent_mutants.toml: contiguous_stride:const:L1:C4:0 names no "
+        "exercise of w1d1 ('contiguous_stride'): delete it, or fix the exercise name",
+        f"{tmp_path.name}/equivalent_mutants.toml: contiguous_strides:const:L99:C4:0 matches no "
+        "mutant of contiguous_strides (the code changed): delete it; `mlab mutants w1d1 -e "
+        "contiguous_strides` shows the current survivors",
+    ]
+    # the mutation run reports it too, even when run on another exercise
+    report = mutation_report(day, ["is_contiguous"], workers=1)
+    assert report.stale == ("contiguous_stride:const:L1:C4:0",)
+    assert any("contiguous_stride:const:L1:C4:0" in p for p in report.problems)

@@ -2,8 +2,14 @@
 
 Each mutant of :mod:`mlab.course.engine.mutate` runs as a runner target
 (``Target.mutant``): the exercise's checks run on the reference library with that one
-exercise replaced by the mutant. A mutant is *killed* when the exercise's result is anything
-but "pass" (a timeout kills too). The score is killed / (mutants - allowlisted equivalents).
+exercise replaced by the mutant. A mutant is *killed* when a check fails on it, when its own
+code raises, or when its checks run out of time (an infinite loop). Any other non-pass says
+nothing about the checks: the mutant could not be loaded, the check process crashed, the day's
+checks are broken, or a check raised by itself. Such a mutant is *invalid*: listed apart and
+left out of the score, which is killed / (killed + survived), allowlisted equivalents aside.
+
+The bar, ``MIN_SCORE``, holds for every exercise, not only for the day as a whole: a day at 90%
+can hide an exercise whose checks kill 65% of its mutants.
 
 Before the mutants, each exercise's unchanged reference runs the same way (the *control*): if
 it does not pass, a "kill" may only mean the mutant could not be loaded, and the report says so.
@@ -38,10 +44,12 @@ __all__ = [
     "load_allowlist",
     "mutation_report",
     "print_mutation_report",
+    "stale_allowlist_entries",
 ]
 
 ALLOWLIST_FILE = "equivalent_mutants.toml"
-MIN_SCORE = 0.85  # the share of mutants a day's checks must kill (tests/test_course_meta.py)
+# The share of its mutants each exercise's checks must kill (tests/test_course_meta.py).
+MIN_SCORE = 0.85
 
 
 def load_allowlist(day: Day) -> dict[str, str]:
@@ -77,10 +85,29 @@ class MutantResult:
     mutant: Mutant
     status: str  # the runner's status of the mutant's exercise
     message: str = ""
+    origin: str = ""  # the runner's Result.origin: where a non-pass came from
+
+    @property
+    def outcome(self) -> str:
+        """``killed by a check``, ``killed by a raise``, ``killed by a timeout``, ``survived``
+        or ``invalid`` (no verdict on the checks: see the module docstring)."""
+        if self.status == "pass":
+            return "survived"
+        if self.status == "fail":
+            return "killed by a check"
+        if self.status == "error" and self.origin == "code":
+            return "killed by a raise"
+        if self.status == "timeout" and self.origin != "load":
+            return "killed by a timeout"
+        return "invalid"
 
     @property
     def killed(self) -> bool:
-        return self.status != "pass"  # a timeout kills too
+        return self.outcome.startswith("killed")
+
+    @property
+    def invalid(self) -> bool:
+        return self.outcome == "invalid"
 
 
 @dataclass(frozen=True)
@@ -103,8 +130,13 @@ class ExerciseMutation:
 
     @property
     def counted(self) -> int:
-        """Mutants that count: all but the allowlisted equivalents."""
-        return sum(r.mutant.id not in self.equivalent for r in self.results)
+        """Mutants that count: killed or survived, allowlisted equivalents aside."""
+        return sum(r.mutant.id not in self.equivalent and not r.invalid for r in self.results)
+
+    @property
+    def invalid(self) -> list[MutantResult]:
+        """Mutants that gave no verdict on the checks (not counted in the score)."""
+        return [r for r in self.results if r.invalid]
 
     @property
     def score(self) -> float:
@@ -113,7 +145,9 @@ class ExerciseMutation:
     @property
     def survivors(self) -> list[Mutant]:
         return [
-            r.mutant for r in self.results if not r.killed and r.mutant.id not in self.equivalent
+            r.mutant
+            for r in self.results
+            if r.outcome == "survived" and r.mutant.id not in self.equivalent
         ]
 
     @property
@@ -126,7 +160,7 @@ class ExerciseMutation:
 class MutationReport:
     day: str
     exercises: tuple[ExerciseMutation, ...]
-    stale: tuple[str, ...]  # allowlisted ids that match no mutant
+    stale: tuple[str, ...]  # allowlisted ids that match no mutant (or no exercise)
     seconds: float
 
     @property
@@ -142,9 +176,19 @@ class MutationReport:
         return self.killed / self.counted if self.counted else 1.0
 
     @property
+    def below_bar(self) -> list[ExerciseMutation]:
+        """The exercises whose checks kill fewer than ``MIN_SCORE`` of their mutants."""
+        return [e for e in self.exercises if e.score < MIN_SCORE]
+
+    @property
     def problems(self) -> list[str]:
-        """What is wrong besides the score: broken controls and allowlist entries."""
-        out = [f"{ALLOWLIST_FILE}: {i} matches no mutant (stale: delete it)" for i in self.stale]
+        """What is wrong: exercises below the bar, broken controls and allowlist entries."""
+        out = [
+            f"{e.exercise}: the checks kill {e.killed} of {e.counted} mutants ({e.score:.0%}); "
+            f"every exercise needs {MIN_SCORE:.0%}"
+            for e in self.below_bar
+        ]
+        out += [f"{ALLOWLIST_FILE}: {i} matches no mutant (stale: delete it)" for i in self.stale]
         for e in self.exercises:
             if e.control != "pass":
                 out.append(
@@ -193,7 +237,7 @@ def mutation_report(
                 exercise=name,
                 filename=Path(src.filename).name,
                 results=tuple(
-                    MutantResult(m, r.status, r.message)
+                    MutantResult(m, r.status, r.message, r.origin)
                     for m, r in zip(generated[name], ran, strict=True)
                 ),
                 equivalent={i: why for i, why in allowlist.items() if _exercise_of(i) == name},
@@ -201,23 +245,65 @@ def mutation_report(
             )
         )
     known = {m.id for ms in generated.values() for m in ms}
-    stale = tuple(i for i in allowlist if _exercise_of(i) in sources and i not in known)
+    names = {ex.name for ex in day.exercises}
+    stale = tuple(
+        i
+        for i in allowlist
+        if (_exercise_of(i) in sources and i not in known) or _exercise_of(i) not in names
+    )
     return MutationReport(day.id, tuple(tallies), stale, time.perf_counter() - start)
 
 
+def stale_allowlist_entries(day: Day) -> list[str]:
+    """What is stale in the day's allowlist, one message per entry: ids that name no exercise of
+    the day, and ids of an (installed) exercise that match none of its mutants."""
+    allowlist = load_allowlist(day)
+    where = f"{day.directory.name}/{ALLOWLIST_FILE}"
+    names = {ex.name for ex in day.exercises}
+    available = [ex for ex in day.exercises if not ex.missing_requirements()]
+    known = {m.id for ex in available for m in mutants_of(ex)}
+    checked = {ex.name for ex in available}
+    out = []
+    for i in allowlist:
+        name = _exercise_of(i)
+        if name not in names:
+            out.append(
+                f"{where}: {i} names no exercise of {day.id} ({name!r}): delete it, or fix "
+                "the exercise name"
+            )
+        elif name in checked and i not in known:
+            out.append(
+                f"{where}: {i} matches no mutant of {name} (the code changed): delete it; "
+                f"`mlab mutants {day.id} -e {name}` shows the current survivors"
+            )
+    return out
+
+
 _HOW_TO_FIX = f"""
-Strengthen the checks so that they fail on these mutants. Only a mutant that no input can tell
-apart from the reference goes in {ALLOWLIST_FILE} beside the day's day.toml:
+Strengthen the checks so that they fail on these mutants. Only a mutant that no
+input can tell apart from the reference goes in {ALLOWLIST_FILE}
+beside the day's day.toml:
   [[equivalent]]
   id = "<its id, as above>"
   reason = "one line: why no input tells them apart"
 """
 
 
+_ORIGINS = {
+    "check": "a check raised by itself",
+    "course": "the day's checks are broken",
+    "load": "the mutant did not load",
+    "worker": "the check process died",
+}
+
+
 def print_mutation_report(report: MutationReport, console: Console) -> None:
     """Per-exercise kill counts, then each surviving mutant with its description and id."""
-    table = Table(title=f"Mutants of {report.day}", title_justify="left")
-    for column in ("exercise", "killed", "total", "equivalent", "score"):
+    table = Table(
+        title=f"Mutants of {report.day} (bar: {MIN_SCORE:.0%} for every exercise)",
+        title_justify="left",
+    )
+    for column in ("exercise", "killed", "total", "equivalent", "invalid", "score"):
         table.add_column(column, justify="left" if column == "exercise" else "right")
     for e in report.exercises:
         style = "green" if e.score >= MIN_SCORE else "red"
@@ -226,10 +312,16 @@ def print_mutation_report(report: MutationReport, console: Console) -> None:
             str(e.killed),
             str(e.counted),
             str(len(e.equivalent)),
+            str(len(e.invalid)),
             f"[{style}]{e.score:.0%}[/]",
         )
     table.add_row(
-        "[bold]all[/]", str(report.killed), str(report.counted), "", f"[bold]{report.score:.0%}[/]"
+        "[bold]all[/]",
+        str(report.killed),
+        str(report.counted),
+        "",
+        str(sum(len(e.invalid) for e in report.exercises)),
+        f"[bold]{report.score:.0%}[/]",
     )
     console.print(table)
     for e in report.exercises:
@@ -241,6 +333,19 @@ def print_mutation_report(report: MutationReport, console: Console) -> None:
         for m in e.survivors:
             console.print(f"  {m.description}", markup=False, highlight=False)
             console.print(f"    [dim]{m.id}[/]", highlight=False)
+    for e in report.exercises:
+        if e.invalid:
+            console.print(
+                f"\n[bold]{e.exercise}[/]: {len(e.invalid)} invalid (no verdict, not counted):"
+            )
+        for r in e.invalid:
+            first = r.message.strip().splitlines()[0] if r.message.strip() else "(no message)"
+            console.print(f"  {r.mutant.id}", markup=False, highlight=False)
+            console.print(
+                f"    {r.status} ({_ORIGINS.get(r.origin, r.origin or '?')}): {first}",
+                markup=False,
+                highlight=False,
+            )
     for problem in report.problems:
         console.print(f"[red]{problem}[/]", highlight=False)
     if any(e.survivors for e in report.exercises):

@@ -288,7 +288,7 @@ def main() -> None:
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.write) go to stderr, not the protocol
     sys.stdout = sys.stderr
     # On a timeout the parent sends SIGUSR1 before killing us: the stacks show where we were.
-    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)  # fd 2: stderr
 
     def emit(obj: dict[str, Any]) -> None:
         proto.write(json.dumps(obj) + "\n")
