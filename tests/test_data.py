@@ -24,9 +24,11 @@ from conftest import files_or_skip, load_or_skip
 from mlab.data import (
     FASHION_MNIST,
     FASHION_MNIST_CLASSES,
+    IDX_DTYPES,
     MNIST,
     IdxImageDataset,
     decode_idx,
+    encode_idx,
     load_digits,
     load_fashion_mnist,
     load_idx_images,
@@ -39,6 +41,16 @@ from mlab.data.idx import read_bytes
 from mlab.errors import DataError
 from mlab.testing import generator
 
+# The type codes of the IDX format, as the MNIST page (yann.lecun.com/exdb/mnist, "THE IDX
+# FILE FORMAT") lists them: written out here, never taken from mlab.data.idx.
+SPEC_TYPE_CODES = {
+    torch.uint8: 0x08,  # unsigned byte
+    torch.int8: 0x09,  # signed byte
+    torch.int16: 0x0B,  # short (2 bytes)
+    torch.int32: 0x0C,  # int (4 bytes)
+    torch.float32: 0x0D,  # float (4 bytes)
+    torch.float64: 0x0E,  # double (8 bytes)
+}
 BIG_ENDIAN = {
     torch.uint8: ">u1",
     torch.int8: ">i1",
@@ -86,11 +98,24 @@ def test_idx_round_trip(tmp_path: Path, dtype: torch.dtype, shape: tuple[int, ..
     assert torch.equal(back, x)
     # numpy's independent reading of what we wrote: header, then big-endian numbers
     data = gzip.decompress(raw) if compress else raw
-    assert data[:4] == bytes([0, 0, data[2], len(shape)])
+    assert data[:4] == bytes([0, 0, SPEC_TYPE_CODES[dtype], len(shape)])
     dims = np.frombuffer(data, dtype=">u4", count=len(shape), offset=4)
     assert tuple(int(d) for d in dims) == shape
     values = np.frombuffer(data, dtype=BIG_ENDIAN[dtype], offset=4 + 4 * len(shape))
     np.testing.assert_array_equal(values.reshape(shape), x.numpy())
+
+
+@pytest.mark.parametrize("dtype", list(SPEC_TYPE_CODES), ids=str)
+def test_idx_type_codes_are_the_specs(dtype: torch.dtype) -> None:
+    """Bytes built by hand from the format's description decode to the dtype it names."""
+    values = np.array([1, -2, 3] if dtype != torch.uint8 else [1, 2, 3])
+    numbers = values.astype(BIG_ENDIAN[dtype]).tobytes()
+    data = bytes([0, 0, SPEC_TYPE_CODES[dtype], 1, 0, 0, 0, 3]) + numbers
+    x = decode_idx(data)
+    assert x.dtype == dtype, f"type code 0x{SPEC_TYPE_CODES[dtype]:02X} decoded as {x.dtype}"
+    assert x.tolist() == values.tolist()
+    assert IDX_DTYPES[SPEC_TYPE_CODES[dtype]] == dtype
+    assert encode_idx(x)[:4] == data[:4]
 
 
 def test_write_idx_compresses_by_suffix(tmp_path: Path) -> None:

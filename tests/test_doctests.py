@@ -35,4 +35,8 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(
         module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE
     )
+    assert result.attempted > 0, (
+        f"{name} has no docstring example that runs (an example marked +SKIP does not): add "
+        "one, or take the module off MODULES"
+    )
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed"

@@ -27,7 +27,11 @@ _COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (greyscale, truecolo
 
 def to_uint8(image: Tensor) -> np.ndarray:
     """A float image with values in [0, 1] (or a uint8 one) as an (H, W) or (H, W, C) uint8
-    array. Floats are clamped to [0, 1] and rounded; NaN is an error."""
+    array. Floats are clamped to [0, 1] and rounded; NaN is an error.
+
+    >>> to_uint8(torch.tensor([[-0.5, 0.0, 0.5, 1.0, 2.0]]))
+    array([[  0,   0, 128, 255, 255]], dtype=uint8)
+    """
     if image.dtype == torch.uint8:
         return image.detach().cpu().numpy()
     if not image.is_floating_point():
@@ -58,6 +62,19 @@ def write_png(path: str | Path, image: Tensor) -> Path:
     """Save an (H, W) greyscale or (H, W, 3) RGB image (floats in [0, 1] or uint8) as PNG.
 
     Returns the path written. Folders are created as needed.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> ramp = torch.linspace(0, 1, 6).repeat(4, 1)  # 4 rows, dark to light
+    >>> path = write_png(f"{folder}/ramp.png", ramp)
+    >>> path.read_bytes()[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    >>> read_png(path)
+    tensor([[  0,  51, 102, 153, 204, 255],
+            [  0,  51, 102, 153, 204, 255],
+            [  0,  51, 102, 153, 204, 255],
+            [  0,  51, 102, 153, 204, 255]], dtype=torch.uint8)
+    >>> import shutil; shutil.rmtree(folder)
     """
     pixels = to_uint8(image)
     if pixels.ndim == 2:
