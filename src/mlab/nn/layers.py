@@ -361,9 +361,7 @@ class LayerNorm(nn.Module):
         else:
             self.register_parameter("bias", None)
 
-    def forward(
-        self, x: Float[Tensor, "*batch *normalized"]
-    ) -> Float[Tensor, "*batch *normalized"]:
+    def forward(self, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
         """Normalise over the last ``len(normalized_shape)`` dims of each sample:
         ``(x - mean) / sqrt(var + eps)`` with the biased variance (``correction=0``), then
         ``* weight`` and ``+ bias`` (elementwise, broadcasting) for those that exist. The

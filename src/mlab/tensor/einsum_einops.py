@@ -13,7 +13,7 @@ import math
 
 import einops
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Num, Shaped
 from torch import Tensor
 
 from mlab.errors import ShapeError
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def trace(a: Float[Tensor, "n n"]) -> Float[Tensor, ""]:
+def trace(a: Num[Tensor, "n n"]) -> Num[Tensor, ""]:
     """The sum of the diagonal of a square matrix, with one ``torch.einsum`` call.
 
     Returns a 0-dimensional tensor. Raise ``ShapeError`` unless ``a`` is a square matrix.
@@ -166,7 +166,7 @@ def upsample_nearest(
     return einops.repeat(x, "b c h w -> b c (h sh) (w sw)", sh=scale, sw=scale)
 
 
-def tile(x: Float[Tensor, "height width"], reps_h: int, reps_w: int) -> Float[Tensor, "h2 w2"]:
+def tile(x: Shaped[Tensor, "height width"], reps_h: int, reps_w: int) -> Shaped[Tensor, "h2 w2"]:
     """Tile a matrix ``reps_h`` times downwards and ``reps_w`` times across, with
     ``einops.repeat``: ``out[i, j] = x[i % height, j % width]``.
 

@@ -16,7 +16,7 @@ of ``torch.gather``, ``torch.Tensor.scatter_`` and ``torch.Tensor.scatter_reduce
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float, Int, Num
 from torch import Tensor
 
 from mlab.errors import ShapeError
@@ -101,8 +101,8 @@ def one_hot_scatter(labels: Int[Tensor, " n"], num_classes: int) -> Int[Tensor, 
 
 
 def segment_sum(
-    values: Float[Tensor, "n ..."], segment_ids: Int[Tensor, " n"], num_segments: int
-) -> Float[Tensor, "num_segments ..."]:
+    values: Num[Tensor, "n ..."], segment_ids: Int[Tensor, " n"], num_segments: int
+) -> Num[Tensor, "num_segments ..."]:
     """Sum the rows of ``values`` that share a segment id:
     ``out[s] = sum of values[i] over all i with segment_ids[i] == s``.
 

@@ -9,7 +9,7 @@ the spirit of numpy-100 (Rougier) and of Jeremy Howard's "no loops" lessons.
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float, Int, Real
 from torch import Tensor
 
 from mlab.errors import ShapeError
@@ -47,7 +47,7 @@ def two_sum_pairs(x: Int[Tensor, " n"], target: int) -> Int[Tensor, "k 2"]:
     return torch.stack((i[hit], j[hit]), dim=1)
 
 
-def running_max(x: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+def running_max(x: Real[Tensor, " n"]) -> Real[Tensor, " n"]:
     """The prefix maximum ``out[i] = max(x[0], ..., x[i])``, like ``torch.cummax(x, 0).values``
     but without ``cummax`` (or any other cumulative op) and without a Python loop.
 
@@ -98,7 +98,7 @@ def histogram(x: Float[Tensor, " n"], bins: int, lo: float, hi: float) -> Int[Te
     return counts.index_add_(0, index, torch.ones(len(index), dtype=torch.int64))
 
 
-def count_uniques(x: Int[Tensor, " n"]) -> tuple[Int[Tensor, " u"], Int[Tensor, " u"]]:
+def count_uniques(x: Real[Tensor, " n"]) -> tuple[Real[Tensor, " u"], Int[Tensor, " u"]]:
     """The distinct values of ``x`` in increasing order, and how often each occurs: what
     ``torch.unique(x, return_counts=True)`` returns, but without ``unique`` (or
     ``unique_consecutive``, ``bincount`` or a Python loop).

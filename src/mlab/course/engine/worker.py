@@ -136,7 +136,7 @@ def _exec_module(source: str, filename: str, module_name: str) -> types.ModuleTy
 
 def _module_namespace(module: types.ModuleType, day: Day, source: str) -> Namespace:
     values = {ex.name: getattr(module, ex.name) for ex in day.exercises if hasattr(module, ex.name)}
-    return Namespace(values, source=source)
+    return Namespace(values, source=source, references=_references(day))
 
 
 def _available(day: Day) -> list[Exercise]:
@@ -144,8 +144,15 @@ def _available(day: Day) -> list[Exercise]:
     return [ex for ex in day.exercises if not ex.missing_requirements()]
 
 
+def _references(day: Day) -> dict[str, Any]:
+    """Exercise name -> its reference, looked up when first needed: whatever an exercise
+    returns to a check is held to the reference's return annotation (see ``returns``)."""
+    return {ex.name: ex.reference for ex in _available(day)}
+
+
 def _reference_namespace(day: Day) -> Namespace:
-    return Namespace({ex.name: ex.reference() for ex in _available(day)}, source="the reference")
+    values = {ex.name: ex.reference() for ex in _available(day)}
+    return Namespace(values, source="the reference", references=_references(day))
 
 
 def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
