@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import sys
 import traceback
 
@@ -203,7 +205,11 @@ def test_structure_mismatches() -> None:
     assert "2 items but expected 3" in str(mismatch((1, 2), (1, 2, 3)))
     assert "expected a tuple of 2 items, got int" in str(mismatch(5, (1, 2)))
     keys = str(mismatch({"a": 1, "c": 3}, {"a": 1, "b": 2}))
-    assert "keys differ: missing ['b'], unexpected ['c']" in keys
+    assert keys == (
+        "output: keys differ: 1 missing, 1 unexpected (2 expected, 2 given)\n"
+        "  missing (1): 'b'\n"
+        "  unexpected (1): 'c'"
+    )
     assert "expected a mapping, got list" in str(mismatch([1], {"a": 1}))
     assert_close(torch.Size([2, 3]), (2, 3))
     assert "output[1]: expected 3, got 4" in str(mismatch((2, 4), torch.Size([2, 3])))
@@ -399,8 +405,8 @@ def test_python_loops_are_caught(fn) -> None:
     with pytest.raises(MismatchError) as info:
         assert_no_python_loop(fn, _make_args, sizes=(4, 40), what=fn.__name__)
     text = str(info.value)
-    assert text.startswith(f"{fn.__name__}: ran ")
-    assert "it loops in Python over the data" in text
+    assert text.startswith(f"{fn.__name__}: loops in Python over the data")
+    assert "  size 40: " in text
     assert info.value.details["lines_large"] > info.value.details["lines_small"]
 
 
@@ -577,3 +583,291 @@ def test_chi_square_p_value_matches_closed_forms() -> None:
     # a perfect fit has p = 1, an absurd one p close to 0
     assert chi_square_p_value(torch.tensor([25, 50, 25]), probs) == pytest.approx(1.0)
     assert chi_square_p_value(torch.tensor([100, 0, 0]), probs) < 1e-20
+
+
+# ----------------------------------------------------------------------------------------------
+# Error statistics agree with the verdict
+
+
+def test_only_nan_mismatches_report_no_error_size() -> None:
+    nan = float("nan")
+    expected = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    err = mismatch(torch.tensor([1.0, nan, nan, nan, 5.0]), expected)
+    text = str(err)
+    assert "3 of 5 values differ" in text
+    assert "max abs error" not in text  # the matching 1.0 and 5.0 would make it "0"
+    assert "mismatches with NaN or inf on either side: 3 of 3\n" in text + "\n"
+    assert "non-finite values: got 3 NaN; expected none" in text
+    assert "max_abs_error" not in err.details
+    assert err.details["n_nonfinite_mismatched"] == 3
+
+
+def test_errors_are_measured_over_the_finite_mismatches() -> None:
+    nan, inf = float("nan"), float("inf")
+    expected = torch.tensor([1.0, 2.0, 3.0, 4.0, -inf])
+    err = mismatch(torch.tensor([1.0, 2.5, nan, inf, -inf]), expected)
+    text = str(err)
+    assert "3 of 5 values differ" in text  # -inf == -inf matches, as in torch
+    assert "max abs error 0.5 at index [1]; max rel error 0.25" in text
+    assert "NaN or inf on either side: 2 of 3; errors measured on the rest" in text
+    assert err.details["max_abs_error"] == 0.5
+    assert err.details["n_nonfinite_mismatched"] == 2
+    # NaN expected, a number given: no size either
+    nan_expected = mismatch(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0]) * 0 + nan)
+    assert "max abs error" not in str(nan_expected)
+
+
+def test_integer_errors_are_exact_beyond_float64() -> None:
+    # 2**60 + 1 and 2**60 are the same float64: measured there the error would read 0.
+    expected = torch.tensor([2**60, 7])
+    err = mismatch(expected + torch.tensor([1, 0]), expected)
+    assert (
+        "first mismatch at index [0]: expected 1152921504606846976, got 1152921504606846977"
+        in str(err)
+    )
+    assert "max abs error 1 at index [0]; max rel error 8.67e-19" in str(err)
+    assert err.details["max_abs_error"] == 1.0
+
+
+def test_nearly_equal_floats_are_shown_with_enough_digits_to_differ() -> None:
+    one = torch.tensor([1.0])
+    err = mismatch(one + 1.2e-7, one, rtol=0.0, atol=0.0)
+    assert "expected 1, got 1.00000012" in str(err)
+    assert "expected 1, got 1.0000001" in str(mismatch(1.0000001, 1.0, rtol=0.0, atol=0.0))
+    f64 = torch.tensor([1.0, 1.0 + 2**-52], dtype=torch.float64)
+    f64 = mismatch(f64[1:], f64[:1], rtol=0.0, atol=0.0)
+    assert "expected 1, got 1.0000000000000002" in str(f64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Key mismatches: the missing and the unexpected, not every key
+
+
+def _state_dict_keys() -> list[str]:
+    net = torch.nn.Sequential(*[torch.nn.BatchNorm1d(2) for _ in range(20)])
+    return list(net.state_dict())  # 0.weight, 0.bias, 0.running_mean, ..., 19.num_batches_tracked
+
+
+def test_state_dict_key_mismatch_lists_only_the_differences() -> None:
+    expected_keys = _state_dict_keys()
+    assert len(expected_keys) == 100
+    expected = dict.fromkeys(expected_keys, 0)
+    rename = {"3.running_mean": "3.run_mean", "3.running_var": "3.run_var"}
+    ours = {rename.get(k, k): v for k, v in expected.items() if k != "7.bias"}
+    err = mismatch(ours, expected)
+    assert str(err).splitlines() == [
+        "output: keys differ: 3 missing, 2 unexpected (100 expected, 99 given)",
+        "  missing (3): '3.running_mean', '3.running_var', '7.bias'",
+        "  unexpected (2): '3.run_mean', '3.run_var'",
+    ]
+    assert err.details["missing"] == ["3.running_mean", "3.running_var", "7.bias"]
+    assert err.details["unexpected"] == ["3.run_mean", "3.run_var"]
+
+
+def test_many_missing_keys_are_capped_with_a_count_and_wrapped() -> None:
+    expected = dict.fromkeys(_state_dict_keys(), 0)
+    ours = {f"blocks.{k}": v for k, v in expected.items()}
+    text = str(mismatch(ours, expected))
+    lines = text.splitlines()
+    assert lines[0] == "output: keys differ: 100 missing, 100 unexpected (100 expected, 100 given)"
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) <= 12
+    assert lines[1].startswith("  missing (100): '0.weight', '0.bias', '0.running_mean', ")
+    assert all(line.startswith("    '") for line in lines[2:] if "unexpected" not in line)
+    assert "'1.num_batches_tracked', ... (90 more)" in text  # the tenth, then the count
+    assert "'2.weight'" not in text
+    assert "'blocks.1.num_batches_tracked', ... (90 more)" in text
+    assert text.count("... (90 more)") == 2
+
+
+def test_sorted_lists_of_key_names_report_missing_and_unexpected() -> None:
+    expected_keys = sorted(_state_dict_keys())
+    ours = sorted({*expected_keys, "fc.weight"} - {"0.bias", "9.running_var"})
+    with pytest.raises(MismatchError) as info:
+        assert_equal(ours, expected_keys, what="state dict keys")
+    assert str(info.value).splitlines() == [
+        "state dict keys: items differ: 2 missing, 1 unexpected (100 expected, 99 given)",
+        "  missing (2): '0.bias', '9.running_var'",
+        "  unexpected (1): 'fc.weight'",
+    ]
+    # the same names in another order, or repeated, are compared item by item
+    assert "output[0]: expected 'a', got 'b'" in str(mismatch(("b", "a"), ("a", "b")))
+    assert "3 items but expected 2" in str(mismatch(["a", "b", "b"], ["a", "b"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# In-place changes: the value as it was, and what changed
+
+
+def test_assert_unchanged_shows_the_input_before_and_what_changed() -> None:
+    x = torch.arange(6.0)
+    before = x.clone()
+    x[1] = 10.0
+    x[4] = -1.0
+    with pytest.raises(MismatchError) as info:
+        assert_unchanged(x, before, what="pred")
+    lines = str(info.value).splitlines()
+    assert lines[:4] == [
+        "pred: was modified in place: 2 of 6 values changed.",
+        "  before: Tensor(shape=(6,), dtype=float32, values=[0, 1, 2, 3, 4, 5])",
+        "  at index [1]: was 1, now 10",
+        "  at index [4]: was 4, now -1",
+    ]
+    assert "Compute a new tensor instead" in lines[4]
+    assert max(len(line) for line in lines) <= 80
+    assert info.value.details["changed"] == 2
+
+
+def _unchanged_error(x: torch.Tensor, before: torch.Tensor) -> str:
+    with pytest.raises(MismatchError) as info:
+        assert_unchanged(x, before)
+    return str(info.value)
+
+
+def test_assert_unchanged_caps_the_list_and_names_nan_and_shape_changes() -> None:
+    x = torch.zeros(3, 5)
+    before = x.clone()
+    x += 1
+    text = _unchanged_error(x, before)
+    assert "15 of 15 values changed" in text
+    assert "at index [0, 0]: was 0, now 1" in text
+    assert "at index [1, 4]: was 0, now 1" in text  # the tenth
+    assert "[2, 0]" not in text
+    assert "  ... and 5 more" in text
+    y = torch.tensor([1.0, 2.0])
+    y_before = y.clone()
+    y[0] = float("nan")
+    assert "at index [0]: was 1, now nan" in _unchanged_error(y, y_before)
+    z = torch.zeros(2)
+    z_before = z.clone()
+    z.unsqueeze_(0)
+    text = _unchanged_error(z, z_before)
+    assert "was modified in place." in text
+    assert "before: Tensor(shape=(2,)" in text
+    assert "after:  Tensor(shape=(1, 2)" in text
+
+
+def _writes_into(x: torch.Tensor) -> torch.Tensor:
+    x[0] = 99.0
+    return x * 2
+
+
+def test_case_shows_a_tensor_as_it_was_given() -> None:
+    x = torch.arange(4.0)
+    before = x.clone()
+    with pytest.raises(MismatchError) as info, case("a 4-vector", x=x, k=2):
+        _writes_into(x)
+        assert_unchanged(x, before, what="x")
+    note = info.value.__notes__[0]
+    assert note.splitlines() == [
+        "while checking: a 4-vector",
+        "  x = Tensor(shape=(4,), dtype=float32, values=[0, 1, 2, 3])",
+        "    changed in place by the code under check, now Tensor(shape=(4,), "
+        "dtype=float32, values=[99, 1, 2, 3])",
+        "  k = 2",
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Types of Python numbers
+
+
+def test_bool_and_int_differ() -> None:
+    with pytest.raises(MismatchError, match=r"expected True \(bool\), got 1 \(int\)"):
+        assert_equal(1, True)
+    with pytest.raises(MismatchError, match=r"expected 1 \(int\), got True \(bool\)"):
+        assert_equal(True, 1)
+    with pytest.raises(MismatchError, match=r"expected 0 \(int\), got False \(bool\)"):
+        assert_close(False, 0)
+    assert_equal(np.bool_(True), True)
+    assert_equal(torch.tensor([1, 2]).eq(1).any().item(), True)
+    assert_close(True, 1, check_dtype=False)  # values only, as for tensors
+
+
+def test_int_and_float_differ_in_assert_equal() -> None:
+    with pytest.raises(MismatchError) as info:
+        assert_equal(1.0, 1)
+    assert str(info.value) == "output: expected 1 (int), got 1.0 (float)"
+    assert info.value.details == {"expected_type": "int", "actual_type": "float"}
+    with pytest.raises(MismatchError, match=r"expected 1\.0 \(float\), got 1 \(int\)"):
+        assert_equal(1, 1.0)
+    with pytest.raises(MismatchError, match=r"expected 3 \(int\), got 3\.0 \(float\) from Tensor"):
+        assert_equal(torch.tensor(3.0), 3)
+    assert_equal(np.int64(3), 3)
+    assert_equal(np.float32(0.5), 0.5)
+    assert_close(2, 2.0, check_dtype=False)
+    assert_close(torch.tensor(2.0), 2.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage of empty tensors
+
+
+def test_an_empty_copy_does_not_share_storage() -> None:
+    empty = torch.zeros(0, 3)
+    copy = empty.clone()
+    assert not copy._is_view()  # torch's own word: a copy
+    with pytest.raises(MismatchError, match="is a copy"):
+        assert_shares_storage(copy, empty)
+    assert_not_shares_storage(copy, empty)
+    assert_not_shares_storage(torch.zeros(0), empty)
+
+
+def test_empty_views_share_storage() -> None:
+    empty = torch.zeros(0, 3)
+    for view in (empty.t(), empty[:], empty.view(3, 0)):
+        assert view._base is empty
+        assert_shares_storage(view, empty)
+        with pytest.raises(MismatchError, match="shares storage"):
+            assert_not_shares_storage(view, empty)
+    x = torch.arange(6.0)
+    assert x[3:3]._base is x
+    assert_shares_storage(x[3:3], x)
+    assert_shares_storage(x.view(torch.int32), x)  # another dtype, the same memory
+    # two tensors over the same memory share it, though neither is a view of the other
+    a = np.arange(4.0)
+    assert_shares_storage(torch.from_numpy(a), torch.from_numpy(a))
+
+
+# ----------------------------------------------------------------------------------------------
+# Loops driven from C
+
+
+def _map_torch(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack(list(map(torch.mul, x, x)))
+
+
+def _reduce(x: torch.Tensor) -> torch.Tensor:
+    return functools.reduce(torch.add, x)
+
+
+def _reduce_operator(x: torch.Tensor) -> torch.Tensor:
+    return functools.reduce(operator.add, x)
+
+
+def _builtin_sum(x: torch.Tensor) -> torch.Tensor:
+    return sum(x, torch.zeros(()))
+
+
+def _filter(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([*filter(torch.is_nonzero, x), x[0]])
+
+
+def _map_functional(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack(list(map(torch.nn.functional.relu, x)))
+
+
+@pytest.mark.parametrize(
+    "fn", [_map_torch, _reduce, _reduce_operator, _builtin_sum, _filter, _map_functional]
+)
+def test_loops_driven_from_c_are_caught(fn) -> None:
+    assert python_lines_run(fn, *_make_args(4)) == python_lines_run(fn, *_make_args(40))
+    with pytest.raises(MismatchError) as info:
+        assert_no_python_loop(fn, _make_args, sizes=(4, 40), what=fn.__name__)
+    text = str(info.value)
+    assert text.startswith(f"{fn.__name__}: loops in Python over the data")
+    assert "  size 4: 1 Python lines run, " in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    details = info.value.details
+    assert details["lines_small"] == details["lines_large"] == 1
+    assert details["torch_calls_large"] >= details["torch_calls_small"] + 36

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from mlab.errors import MismatchError
 
@@ -88,14 +90,24 @@ def randint(low: int, high: int, *shape: int, seed: int) -> Tensor:
 # Describing values
 
 
-def _short_number(v: Any) -> str:
+def _short_number(v: Any, digits: int = 6) -> str:
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{v:.{digits}g}"
     if isinstance(v, complex):
-        return f"{v.real:.6g}{v.imag:+.6g}j"
+        return f"{v.real:.{digits}g}{v.imag:+.{digits}g}j"
     return repr(v)
+
+
+def _two_numbers(first: Any, second: Any) -> tuple[str, str]:
+    """Both numbers with the fewest digits (6, 9 or 17) that tell them apart: a float32
+    1.0000001 against 1 must not read "1" and "1"."""
+    for digits in (6, 9):
+        shown = _short_number(first, digits), _short_number(second, digits)
+        if shown[0] != shown[1]:
+            return shown
+    return _short_number(first, 17), _short_number(second, 17)
 
 
 def describe(x: Any, *, max_items: int = 6) -> str:
@@ -108,13 +120,16 @@ def describe(x: Any, *, max_items: int = 6) -> str:
         parts = [f"shape={tuple(x.shape)}", f"dtype={str(x.dtype).removeprefix('torch.')}"]
         if x.device.type != "cpu":
             parts.append(f"device={x.device}")
-        if not x.is_contiguous():
+        strided = x.layout == torch.strided
+        if not strided:
+            parts.append(f"layout={str(x.layout).removeprefix('torch.')}")
+        elif not x.is_contiguous():
             parts.append(f"stride={x.stride()} non-contiguous")
         if x.requires_grad:
             parts.append("requires_grad=True")
         if x.numel() == 0:
             parts.append("empty")
-        elif x.numel() <= 1_000_000:
+        elif strided and not x.is_meta and x.numel() <= 1_000_000:  # meta: shape, no data
             flat = x.detach().reshape(-1)[: max_items + 1].cpu().tolist()
             shown = ", ".join(_short_number(v) for v in flat[:max_items])
             more = ", ..." if x.numel() > max_items else ""
@@ -138,14 +153,26 @@ def describe(x: Any, *, max_items: int = 6) -> str:
 def case(description: str, **inputs: Any) -> Iterator[None]:
     """Name the input being checked: any exception raised inside gets a note saying which.
 
+    Tensors are described as they were on entry, before the code under check could write
+    into them; one it changed also shows what it holds now. (Tensor subclasses, which may
+    watch every read, are described only on failure.)
+
     >>> with case("a 3x4 matrix, transposed", x=torch.ones(3, 4).t()):
     ...     pass
     """
+    # Plain tensors only: a subclass may watch every read, and describing one is a read.
+    plain = (Tensor, torch.nn.Parameter)
+    given = {name: describe(v) for name, v in inputs.items() if type(v) in plain}
     try:
         yield
     except BaseException as exc:
         lines = [f"while checking: {description}"]
-        lines += [f"  {name} = {describe(value)}" for name, value in inputs.items()]
+        for name, value in inputs.items():
+            now = describe(value)
+            was = given.get(name, now)
+            lines.append(f"  {name} = {was}")
+            if was != now:
+                lines.append(f"    changed in place by the code under check, now {now}")
         exc.add_note("\n".join(lines))
         raise
 
@@ -239,18 +266,17 @@ def _compare_tensors(
 
     a = actual.detach().cpu()
     e = expected.detach().cpu()
-    exact = not (e.is_floating_point() or e.is_complex()) and not (
-        a.is_floating_point() or a.is_complex()
-    )
+    exact = not any(t.is_floating_point() or t.is_complex() for t in (a, e))
     if exact:
-        rtol_, atol_ = 0.0, 0.0
         mismatch = a != e
-        a64 = a.to(torch.float64) if a.dtype != torch.bool else a.to(torch.int64)
-        e64 = e.to(torch.float64) if e.dtype != torch.bool else e.to(torch.int64)
+        tolerance = "."
+        # Integers measured as integers: through float64, 2**60 + 1 and 2**60 would not differ.
+        a64, e64 = a.to(torch.int64), e.to(torch.int64)
     else:
         default = _DEFAULT_TOLERANCES.get(e.dtype, _DEFAULT_TOLERANCES[torch.float32])
         rtol_ = default[0] if rtol is None else rtol
         atol_ = default[1] if atol is None else atol
+        tolerance = f" (rtol={rtol_:.2g}, atol={atol_:.2g})."
         wide = torch.complex128 if (a.is_complex() or e.is_complex()) else torch.float64
         a64, e64 = a.to(wide), e.to(wide)
         # The verdict in the inputs' own (common) dtype, as torch.testing.assert_close computes
@@ -264,43 +290,46 @@ def _compare_tensors(
     if n_bad == 0:
         return
 
-    flat_bad = mismatch.reshape(-1).nonzero()
-    first = int(flat_bad[0, 0])
-    a_flat, e_flat = a64.reshape(-1), e64.reshape(-1)
-    diff = (a_flat - e_flat).abs()
-    finite = (
-        torch.isfinite(diff)
-        if diff.is_floating_point()
-        else torch.ones_like(diff, dtype=torch.bool)
-    )
+    bad = mismatch.reshape(-1)
+    first = int(bad.nonzero()[0, 0])
     # The first mismatch in its own dtype: an int64 shown through float64 would read "1e+09".
-    expected_first = e.reshape(-1)[first].item()
-    actual_first = a.reshape(-1)[first].item()
+    expected_first, actual_first = _two_numbers(
+        e.reshape(-1)[first].item(), a.reshape(-1)[first].item()
+    )
     lines = [
-        f"{n_bad} of {e.numel()} values differ"
-        + ("." if exact else f" (rtol={rtol_:.2g}, atol={atol_:.2g})."),
+        f"{n_bad} of {e.numel()} values differ{tolerance}",
         f"  first mismatch at index {_index_str(first, e.shape)}: "
-        f"expected {_short_number(expected_first)}, got {_short_number(actual_first)}",
+        f"expected {expected_first}, got {actual_first}",
     ]
     details: dict[str, Any] = {
         "n_mismatched": n_bad,
         "numel": e.numel(),
         "first_index": _index_str(first, e.shape),
-        "expected_value": expected_first,
-        "actual_value": actual_first,
+        "expected_value": e.reshape(-1)[first].item(),
+        "actual_value": a.reshape(-1)[first].item(),
     }
-    if bool(finite.any()):
-        d = torch.where(finite, diff, torch.zeros_like(diff))
+    # Errors are measured over the mismatches where both values are finite: NaN or inf on
+    # either side has no size, and the matching elements would only pull the maximum to 0.
+    a_flat, e_flat = a64.reshape(-1), e64.reshape(-1)
+    measured = bad & torch.isfinite(a_flat) & torch.isfinite(e_flat)
+    n_measured = int(measured.sum())
+    if n_measured:
+        d = torch.where(measured, (a_flat - e_flat).abs(), 0)
         worst = int(d.argmax())
         max_abs = float(d[worst])
-        rel = d / e_flat.abs()  # inf where 0 was expected: no relative error is small there
-        rel = torch.where(finite & (d > 0), rel, torch.zeros_like(rel))
-        max_rel = float(rel.max())
+        # inf where 0 was expected: no relative error is small there
+        max_rel = float(torch.where(measured, d / e_flat.abs(), 0).max())
         lines.append(
             f"  max abs error {max_abs:.3g} at index {_index_str(worst, e.shape)}; "
             f"max rel error {max_rel:.3g}"
         )
         details.update(max_abs_error=max_abs, max_rel_error=max_rel)
+    if n_measured < n_bad:
+        rest = "; errors measured on the rest" if n_measured else ""
+        lines.append(
+            f"  mismatches with NaN or inf on either side: {n_bad - n_measured} of {n_bad}{rest}"
+        )
+        details.update(n_nonfinite_mismatched=n_bad - n_measured)
     nf_actual, nf_expected = _nonfinite_summary(a), _nonfinite_summary(e)
     if nf_actual or nf_expected:
         lines.append(
@@ -362,10 +391,7 @@ def assert_close(
     if isinstance(expected, Mapping):
         if not isinstance(actual, Mapping):
             raise _fail(what, f"expected a mapping, got {type(actual).__name__}")
-        if set(actual) != set(expected):
-            missing = sorted(map(str, set(expected) - set(actual)))
-            extra = sorted(map(str, set(actual) - set(expected)))
-            raise _fail(what, f"keys differ: missing {missing}, unexpected {extra}")
+        _compare_names(list(actual), list(expected), "keys", what)
         for key in expected:
             assert_close(actual[key], expected[key], what=f"{what}[{key!r}]", **kwargs)
         return
@@ -376,6 +402,8 @@ def assert_close(
                 f"expected a {type(expected).__name__} of {len(expected)} items, "
                 f"got {type(actual).__name__} {describe(actual)}",
             )
+        if all(isinstance(v, str) for v in (*actual, *expected)):
+            _compare_names(actual, expected, "items", what)  # names of keys, tokens, ...
         if len(actual) != len(expected):
             raise _fail(
                 what,
@@ -385,46 +413,118 @@ def assert_close(
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_close(a, e, what=f"{what}[{i}]", **kwargs)
         return
-    if isinstance(expected, (bool, int)) and not isinstance(expected, float):
-        if isinstance(actual, Tensor) and actual.numel() == 1:
-            actual = actual.item()
-        ok = (
-            isinstance(actual, (bool, int, np.integer, np.bool_))
-            and not isinstance(actual, float)
-            and actual == expected
-        )
-        if not ok:
-            raise _fail(
-                what,
-                f"expected {expected!r}, got {describe(actual)}"
-                + (f" ({type(actual).__name__})" if not isinstance(actual, int) else ""),
-                expected_value=expected,
-                actual_value=actual,
-            )
+    kind = _number_kind(expected)
+    if kind is not None:
+        _compare_numbers(actual, expected, kind, what=what, **kwargs)
         return
-    if isinstance(expected, float):
-        if isinstance(actual, Tensor) and actual.numel() == 1:
-            actual = actual.item()
-        if not isinstance(actual, (int, float, np.floating, np.integer)):
-            raise _fail(what, f"expected a number like {expected!r}, got {describe(actual)}")
-        r = 1.3e-6 if rtol is None else rtol
-        a_ = 1e-5 if atol is None else atol
-        both_nan = equal_nan and math.isnan(expected) and math.isnan(float(actual))
-        if not both_nan and not math.isclose(float(actual), expected, rel_tol=r, abs_tol=a_):
-            raise _fail(
-                what,
-                f"expected {expected:.8g}, got {float(actual):.8g} "
-                f"(abs error {abs(float(actual) - expected):.3g}, rtol={r:.2g}, atol={a_:.2g})",
-                expected_value=expected,
-                actual_value=float(actual),
-            )
-        return
-    if actual != expected:
+    try:
+        same = bool(actual == expected)
+    except (TypeError, ValueError, RuntimeError):  # an array or tensor against something else
+        same = False
+    if not same:
         raise _fail(what, f"expected {describe(expected)}, got {describe(actual)}")
 
 
+_LISTED = 10  # names listed in a message, at most
+
+
+def _name_list(label: str, names: list[Any]) -> str:
+    """``  missing (12): 'a', 'b', ... (2 more)``, wrapped at 80 columns."""
+    shown = ", ".join(repr(n) for n in names[:_LISTED])
+    if len(names) > _LISTED:
+        shown += f", ... ({len(names) - _LISTED} more)"
+    return textwrap.fill(
+        f"{label} ({len(names)}): {shown}",
+        width=80,
+        initial_indent="  ",
+        subsequent_indent="    ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _compare_names(actual: Sequence[Any], expected: Sequence[Any], noun: str, what: str) -> None:
+    """Raise, listing the missing and the unexpected ones, if the two sets of names (the keys
+    of a state dict, a sorted list of them) differ; ~100 names in full would bury the three
+    that matter."""
+    have, want = set(actual), set(expected)
+    missing = [n for n in dict.fromkeys(expected) if n not in have]
+    unexpected = [n for n in dict.fromkeys(actual) if n not in want]
+    if not (missing or unexpected):
+        return
+    lines = [
+        f"{noun} differ: {len(missing)} missing, {len(unexpected)} unexpected "
+        f"({len(expected)} expected, {len(actual)} given)"
+    ]
+    if missing:
+        lines.append(_name_list("missing", missing))
+    if unexpected:
+        lines.append(_name_list("unexpected", unexpected))
+    raise _fail(what, "\n".join(lines), missing=missing, unexpected=unexpected)
+
+
+def _number_kind(x: Any) -> str | None:
+    """ "bool", "int" or "float" for Python and numpy scalars (True is not the number 1)."""
+    if isinstance(x, (bool, np.bool_)):
+        return "bool"
+    if isinstance(x, (int, np.integer)):
+        return "int"
+    if isinstance(x, (float, np.floating)):
+        return "float"
+    return None
+
+
+def _compare_numbers(
+    actual: Any,
+    expected: Any,
+    kind: str,
+    *,
+    rtol: float | None,
+    atol: float | None,
+    equal_nan: bool,
+    check_dtype: bool,
+    check_device: bool,
+    what: str,
+) -> None:
+    given = actual.item() if isinstance(actual, Tensor) and actual.numel() == 1 else actual
+    got = _number_kind(given)
+    if got is None:
+        raise _fail(what, f"expected a number like {expected!r}, got {describe(actual)}")
+    if check_dtype and got != kind:
+        source = f" from {describe(actual)}" if isinstance(actual, Tensor) else ""
+        raise _fail(
+            what,
+            f"expected {expected!r} ({kind}), got {given!r} ({got}){source}",
+            expected_type=kind,
+            actual_type=got,
+        )
+    if "float" not in (kind, got):
+        if given != expected:
+            raise _fail(
+                what,
+                f"expected {expected!r}, got {given!r}",
+                expected_value=expected,
+                actual_value=given,
+            )
+        return
+    r = 1.3e-6 if rtol is None else rtol
+    a_ = 1e-5 if atol is None else atol
+    g, e = float(given), float(expected)
+    both_nan = equal_nan and math.isnan(e) and math.isnan(g)
+    if not both_nan and not math.isclose(g, e, rel_tol=r, abs_tol=a_):
+        shown_e, shown_g = _two_numbers(e, g)
+        raise _fail(
+            what,
+            f"expected {shown_e}, got {shown_g} "
+            f"(abs error {abs(g - e):.3g}, rtol={r:.2g}, atol={a_:.2g})",
+            expected_value=e,
+            actual_value=g,
+        )
+
+
 def assert_equal(actual: Any, expected: Any, *, what: str = "output") -> None:
-    """Like :func:`assert_close` with zero tolerance, dtype checked."""
+    """Like :func:`assert_close` with zero tolerance, dtype checked: ``True`` is not ``1``,
+    and ``1.0`` is not ``1``."""
     assert_close(actual, expected, rtol=0.0, atol=0.0, what=what)
 
 
@@ -445,15 +545,21 @@ def assert_shape(t: Any, shape: Sequence[int], *, what: str = "output") -> None:
 # Views and storage
 
 
-def _storage_ptr(t: Tensor) -> int:
-    return int(t.untyped_storage().data_ptr())
+def _same_storage(t: Tensor, base: Tensor) -> bool:
+    """Whether ``t`` and ``base`` share memory: the same storage object, as every view has
+    (an empty view of an empty tensor included), or storages at the same address. Empty
+    storages all sit at address 0, so that alone would take an empty copy for a view."""
+    mine, theirs = t.untyped_storage(), base.untyped_storage()
+    if mine._cdata == theirs._cdata:
+        return True
+    return mine.nbytes() > 0 and mine.data_ptr() == theirs.data_ptr()
 
 
 def assert_shares_storage(view: Any, base: Tensor, *, what: str = "output") -> None:
     """Check that ``view`` is a view of ``base``: no copy was made."""
     if not isinstance(view, Tensor):
         raise _fail(what, f"expected a tensor (a view of the input), got {describe(view)}")
-    if _storage_ptr(view) != _storage_ptr(base):
+    if not _same_storage(view, base):
         raise _fail(
             what,
             "is a copy, but it should be a view sharing the input's storage. Operations such "
@@ -468,7 +574,7 @@ def assert_not_shares_storage(t: Any, base: Tensor, *, what: str = "output") -> 
     input."""
     if not isinstance(t, Tensor):
         raise _fail(what, f"expected a tensor, got {describe(t)}")
-    if _storage_ptr(t) == _storage_ptr(base):
+    if _same_storage(t, base):
         raise _fail(
             what,
             "shares storage with the input, so writing to one changes the other; "
@@ -478,16 +584,32 @@ def assert_not_shares_storage(t: Any, base: Tensor, *, what: str = "output") -> 
 
 def assert_unchanged(x: Tensor, before: Tensor, *, what: str = "the input") -> None:
     """Check that ``x`` still equals ``before`` (a clone taken before the call): the code under
-    check must not write into its input."""
-    same = bool(torch.equal(x, before))
-    if not same and (x.is_floating_point() or x.is_complex()):
-        same = bool(torch.allclose(x, before, rtol=0.0, atol=0.0, equal_nan=True))
-    if not same:
+    check must not write into its input. The message shows the value as it was and the
+    elements that changed."""
+    hint = (
+        "  Compute a new tensor instead (torch.where, or .clone() first): writing into\n"
+        "  an argument changes the caller's data."
+    )
+    if x.shape != before.shape or x.dtype != before.dtype:
         raise _fail(
             what,
-            "was modified in place; compute a new tensor instead (torch.where, or .clone() "
-            "first). Writing into an argument changes the caller's data.",
+            f"was modified in place.\n  before: {describe(before)}\n  after:  {describe(x)}\n"
+            + hint,
         )
+    now, was = x.detach().reshape(-1), before.detach().reshape(-1)
+    changed = ((now != was) & ((now == now) | (was == was))).nonzero().reshape(-1)  # NaN == NaN
+    if len(changed) == 0:
+        return
+    lines = [
+        f"was modified in place: {len(changed)} of {was.numel()} values changed.",
+        f"  before: {describe(before)}",
+    ]
+    for i in changed[:_LISTED].tolist():
+        old, new = _two_numbers(was[i].item(), now[i].item())
+        lines.append(f"  at index {_index_str(i, before.shape)}: was {old}, now {new}")
+    if len(changed) > _LISTED:
+        lines.append(f"  ... and {len(changed) - _LISTED} more")
+    raise _fail(what, "\n".join([*lines, hint]), changed=len(changed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,9 +673,28 @@ def _exception_names(exc: type[BaseException] | tuple[type[BaseException], ...])
 # Vectorisation
 
 
-def python_lines_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """Run ``fn(*args, **kwargs)`` and count the Python lines executed in ``fn``'s own source
-    file (helpers defined beside it included; torch's and numpy's own code excluded)."""
+class _TorchCalls(TorchFunctionMode):
+    """Counts the calls of torch functions and tensor methods while active. One that runs
+    more of them in torch's own Python code counts once: a mode is off inside its handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _work(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, int]:
+    """Run ``fn(*args, **kwargs)``; return the Python lines it ran in its own file and the
+    torch calls it made."""
     code = getattr(inspect.unwrap(fn), "__code__", None)
     if code is None:
         raise TypeError(f"{fn!r} is not a Python function; cannot count its lines")
@@ -574,10 +715,17 @@ def python_lines_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     previous = sys.gettrace()
     sys.settrace(global_trace)
     try:
-        fn(*args, **kwargs)
+        with _TorchCalls() as calls:
+            fn(*args, **kwargs)
     finally:
         sys.settrace(previous)
-    return count
+    return count, calls.count
+
+
+def python_lines_run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Run ``fn(*args, **kwargs)`` and count the Python lines executed in ``fn``'s own source
+    file (helpers defined beside it included; torch's and numpy's own code excluded)."""
+    return _work(fn, *args, **kwargs)[0]
 
 
 def assert_no_python_loop(
@@ -587,21 +735,28 @@ def assert_no_python_loop(
     sizes: tuple[int, int] = (8, 200),
     what: str = "function",
 ) -> None:
-    """Check that ``fn`` does not loop in Python over its data: the number of Python lines it
-    runs must not grow with the input size. ``make_args(n)`` builds arguments of size ``n``.
+    """Check that ``fn`` does not loop in Python over its data: neither the Python lines it
+    runs in its own file nor the torch functions it calls may grow with the input size.
+    ``make_args(n)`` builds arguments of size ``n``.
 
-    Robust to how the loop is written (``for``, ``while``, comprehensions, ``map`` with a
-    lambda, recursion, a helper in the same file): they all execute more lines on more data.
+    Lines catch a loop whose body is Python (``for``, ``while``, comprehensions, ``map`` with
+    a lambda, recursion, a helper in the same file); torch calls catch one driven from C
+    (``map(torch.mul, a, b)``, ``functools.reduce(torch.add, rows)``, ``sum(x)``).
     """
     small, large = sizes
-    n_small = python_lines_run(fn, *make_args(small))
-    n_large = python_lines_run(fn, *make_args(large))
-    if n_large > n_small:
+    lines_small, calls_small = _work(fn, *make_args(small))
+    lines_large, calls_large = _work(fn, *make_args(large))
+    if lines_large > lines_small or calls_large > calls_small:
         raise _fail(
             what,
-            f"ran {n_small} lines of Python for an input of size {small} but {n_large} for "
-            f"size {large}: it loops in Python over the data. Replace the loop with tensor "
-            "operations (broadcasting, indexing, reductions) so the work happens inside torch.",
-            lines_small=n_small,
-            lines_large=n_large,
+            "loops in Python over the data: the work grows with the input.\n"
+            f"  size {small}: {lines_small} Python lines run, {calls_small} torch calls\n"
+            f"  size {large}: {lines_large} Python lines run, {calls_large} torch calls\n"
+            "  A for or while loop, a comprehension, map, filter, functools.reduce or sum()\n"
+            "  over a tensor does that. Replace it with tensor operations (broadcasting,\n"
+            "  indexing, reductions) so the work happens inside torch.",
+            lines_small=lines_small,
+            lines_large=lines_large,
+            torch_calls_small=calls_small,
+            torch_calls_large=calls_large,
         )
