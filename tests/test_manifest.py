@@ -102,9 +102,47 @@ def test_unknown_exercise_suggests_close_names(tmp_path: Path) -> None:
     day = load_day(write_day(tmp_path))
     with pytest.raises(CourseError, match=r"has no exercise 'thir'\. Did you mean third\?"):
         day.exercise("thir")
-    with pytest.raises(CourseError, match="`mlab list w9d9` shows its exercises") as info:
+    with pytest.raises(CourseError, match=r"`\S*mlab list w9d9` shows its exercises") as info:
         day.exercise("zzz")
     assert "Did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("contigous_strides", "contiguous_strides"),  # a letter left out
+        ("contiguous_stirdes", "contiguous_strides"),  # two swapped
+        ("Contiguous_Strides", "contiguous_strides"),  # case
+        ("bincnt", "bincount"),
+        ("strides", "contiguous_strides"),  # part of the name
+    ],
+)
+def test_a_misspelt_exercise_gets_did_you_mean(typo: str, meant: str) -> None:
+    day = get_day("w1d1")
+    with pytest.raises(CourseError) as info:
+        day.exercise(typo)
+    message = str(info.value)
+    suggestion = message.split("Did you mean ", 1)[1].split("?", 1)[0]
+    assert meant in suggestion.split(" or "), message
+    assert "is_contiguous" not in suggestion  # only the closest spellings
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("w2d1", "w1d1"), ("wld3", "w1d3"), ("w1d11", "w1d1"), ("W1d4", None)]
+)
+def test_a_misspelt_day_gets_did_you_mean(typo: str, meant: str | None) -> None:
+    if meant is None:  # case does not matter: it is found
+        assert get_day(typo).id == typo.lower()
+        return
+    with pytest.raises(CourseError, match=rf"There is no day '{typo}'\. Did you mean {meant}\?"):
+        get_day(typo)
+
+
+def test_a_day_that_could_be_any_of_several_gets_no_guess() -> None:
+    with pytest.raises(CourseError) as info:
+        get_day("w1d9")  # as close to w1d1 as to w1d7
+    assert "Did you mean" not in str(info.value)
+    assert "Days: w1d1, w1d2" in str(info.value)
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -243,5 +281,5 @@ def test_the_course_days_load_in_order() -> None:
     assert keys == sorted(keys)
     assert get_day("w1d1") is days[0]
     assert get_day("W1D1_tensors") is days[0]
-    with pytest.raises(CourseError, match=r"There is no day 'w7d7'. Days: w1d1"):
-        get_day("w7d7")
+    with pytest.raises(CourseError, match=r"There is no day 'w9d9'. Days: w1d1"):
+        get_day("w9d9")

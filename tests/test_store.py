@@ -95,3 +95,40 @@ def test_hints_are_revealed_one_at_a_time_up_to_the_number_available(tmp_path: P
     assert store.reveal_hint("w1d1", "b", 2) == 1
     # a second store on the same file sees the same state
     assert ProgressStore.for_workspace(tmp_path).hints_revealed("w1d1", "b") == 1
+
+
+def test_a_run_whose_file_did_not_load_keeps_each_exercise_as_it_was(tmp_path: Path) -> None:
+    store = ProgressStore.for_workspace(tmp_path)
+    store.record("w1d1", [Result("a", "pass"), Result("b", "fail", "wrong")], "sha1")
+    assert store.load_failure("w1d1") is None
+    broken = "w1d1_tensors.py, line 7: SyntaxError: invalid syntax"
+    store.record(
+        "w1d1",
+        [Result(n, "error", broken, load_failed=True) for n in ("a", "b")]
+        + [Result("c", "skipped", "needs triton")],
+        "sha2",
+    )
+    latest = store.latest("w1d1")
+    assert {n: p.status for n, p in latest.items()} == {"a": "pass", "b": "fail", "c": "skipped"}
+    assert latest["a"].runs == 1  # the failed load is not a run of the exercise
+    assert store.load_failure("w1d1") == broken
+    assert store.load_failure("w1d2") is None
+    store.record("w1d1", [Result("a", "pass")], "sha3")  # it loads again
+    assert store.load_failure("w1d1") is None
+
+
+def test_an_older_database_gains_the_load_failures_table(tmp_path: Path) -> None:
+    path = tmp_path / ".mlab" / "progress.sqlite3"
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, "
+        "day TEXT NOT NULL, exercise TEXT NOT NULL, status TEXT NOT NULL, "
+        "message TEXT NOT NULL, seconds REAL NOT NULL, file_sha TEXT NOT NULL);"
+        "INSERT INTO runs VALUES (1, 1.0, 'w1d1', 'a', 'pass', '', 0.1, 'sha');"
+    )
+    db.close()
+    store = ProgressStore(path)
+    store.record("w1d1", [Result("a", "error", "boom", load_failed=True)], "sha2")
+    assert store.latest("w1d1")["a"].status == "pass"
+    assert store.load_failure("w1d1") == "boom"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,12 +21,14 @@ from mlab.course.engine.report import (
     STATUS_MARK,
     STATUS_STYLE,
     check_and_report,
+    command,
     default_workspace,
     learner_file,
+    load_error_line,
 )
 from mlab.course.engine.store import ProgressStore
 from mlab.course.engine.stubgen import exercise_source, workspace_source
-from mlab.errors import MlabError
+from mlab.errors import CourseError, MlabError
 
 __all__ = ["app", "main"]
 
@@ -48,11 +52,23 @@ def _workspace(directory: Path | None) -> Path:
     return directory if directory is not None else default_workspace()
 
 
-def _progress(day: Day, directory: Path | None) -> dict[str, str]:
+def _store(directory: Path | None) -> ProgressStore | None:
+    """The workspace's progress store, if anything was ever recorded (reading never makes one)."""
     db = _workspace(directory) / ".mlab" / "progress.sqlite3"
-    if not db.is_file():
+    return ProgressStore(db) if db.is_file() else None
+
+
+def _progress(day: Day, directory: Path | None) -> dict[str, str]:
+    store = _store(directory)
+    if store is None:
         return {}
-    return {name: p.status for name, p in ProgressStore(db).latest(day.id).items()}
+    return {name: p.status for name, p in store.latest(day.id).items()}
+
+
+def _load_failure(day: Day, directory: Path | None) -> str | None:
+    """The load error of the day's last check run, if the file did not load then."""
+    store = _store(directory)
+    return store.load_failure(day.id) if store is not None else None
 
 
 def _current_day(directory: Path | None) -> Day:
@@ -64,6 +80,24 @@ def _current_day(directory: Path | None) -> Day:
     return all_days()[-1]
 
 
+def _dir_option(directory: Path | None) -> tuple[str, ...]:
+    """``--dir`` as given, for the commands we print: they must check the same workspace."""
+    return ("--dir", str(directory)) if directory is not None else ()
+
+
+def _fitted(*variants: Callable[[], Table]) -> tuple[int, Table]:
+    """The first of ``variants`` (richest first) that fits the terminal's width without
+    wrapping, else the last (the leanest), with its index. Optional columns are left out in
+    turn rather than cropping names."""
+    for i, make in enumerate(variants):
+        table = make()
+        # Measured with room to spare: a measurement is capped at the width it is given.
+        natural = console.measure(table, options=console.options.update_width(10_000))
+        if natural.maximum <= console.width:
+            return i, table
+    return len(variants) - 1, table
+
+
 @app.command("list")
 def list_days(
     day: Annotated[str | None, typer.Argument(help="Show this day's exercises.")] = None,
@@ -72,33 +106,63 @@ def list_days(
     """The days of the course with their progress, or one day's exercises."""
     if day is None:
         table = Table(title="mlab: the course", title_justify="left")
-        for col in ("day", "title", "exercises", "passing", "summary"):
-            table.add_column(col)
+        table.add_column("day", no_wrap=True)
+        table.add_column("title")
+        table.add_column("passing", no_wrap=True, justify="right")
+        table.add_column("summary")  # whole, wrapped
         for d in all_days():
             progress = _progress(d, directory)
             passing = sum(progress.get(ex.name) == "pass" for ex in d.exercises)
-            summary = d.summary.split(".")[0] + "."
-            table.add_row(d.id, d.title, str(len(d.exercises)), f"{passing}", summary)
+            summary = " ".join(d.summary.split())
+            table.add_row(d.id, Text(d.title), f"{passing}/{len(d.exercises)}", Text(summary))
         console.print(table)
-        console.print("`mlab list DAY` shows a day's exercises; `mlab start DAY` begins one.")
+        where = _dir_option(directory)
+        console.print(
+            f"{command('list', 'DAY', options=where)} shows a day's exercises; "
+            f"{command('start', 'DAY', options=where)} begins one.",
+            markup=False,
+            highlight=False,
+        )
         return
     d = get_day(day)
     progress = _progress(d, directory)
-    table = Table(title=f"{d.id} {d.title}", title_justify="left")
-    for col in ("#", "exercise", "part", "difficulty", "importance", "min", "status"):
-        table.add_column(col)
-    for i, ex in enumerate(d.exercises, start=1):
-        status = progress.get(ex.name, "not started")
-        table.add_row(
-            str(i),
-            ex.name,
-            f"{ex.part + 1}. {d.parts[ex.part].title}",
-            "★" * ex.difficulty,
-            "★" * ex.importance,
-            str(ex.minutes),
-            Text(f"{STATUS_MARK[status]} {status}", style=STATUS_STYLE[status]),
-        )
+
+    def exercises_table(part_titles: bool, importance: bool, minutes: bool) -> Callable[[], Table]:
+        def make() -> Table:
+            table = Table(title=f"{d.id} {d.title}", title_justify="left")
+            table.add_column("#", justify="right", no_wrap=True)
+            table.add_column("exercise", no_wrap=True)  # names are never cut
+            table.add_column("part", no_wrap=not part_titles)
+            table.add_column("difficulty" if importance else "diff.", no_wrap=True)
+            if importance:
+                table.add_column("importance", no_wrap=True)
+            if minutes:
+                table.add_column("min", justify="right", no_wrap=True)
+            table.add_column("status", no_wrap=True)
+            for i, ex in enumerate(d.exercises, start=1):
+                status = progress.get(ex.name, "not started")
+                part = f"{ex.part + 1}. {d.parts[ex.part].title}" if part_titles else ex.part + 1
+                cells: list[str | Text] = [str(i), ex.name, str(part), "★" * ex.difficulty]
+                if importance:
+                    cells.append("★" * ex.importance)
+                if minutes:
+                    cells.append(str(ex.minutes))
+                cells.append(Text(f"{STATUS_MARK[status]} {status}", style=STATUS_STYLE[status]))
+                table.add_row(*cells)
+            return table
+
+        return make
+
+    leaner, table = _fitted(
+        exercises_table(part_titles=True, importance=True, minutes=True),
+        exercises_table(part_titles=False, importance=True, minutes=True),
+        exercises_table(part_titles=False, importance=False, minutes=True),
+        exercises_table(part_titles=False, importance=False, minutes=False),
+    )
     console.print(table)
+    if leaner:  # part numbers only: say what they are
+        parts = "; ".join(f"{i}. {p.title}" for i, p in enumerate(d.parts, start=1))
+        console.print(Text(f"Parts: {parts}.", style="dim"))
 
 
 @app.command()
@@ -145,18 +209,53 @@ def start(
     check_and_report(d, directory=directory, console=console)
 
 
+def _part_text(d: Day, i: int) -> str:
+    part = d.parts[i - 1]
+    text = f"## Part {i}: {part.title}\n\n{part.intro}\n\n"
+    return text + "\n".join(
+        f"- `{ex.name}` ({'★' * ex.difficulty}, about {ex.minutes} min)" for ex in part.exercises
+    )
+
+
 @app.command()
-def read(day: DayArg) -> None:
-    """The day's instructions, rendered in the terminal."""
+def read(
+    day: DayArg,
+    part: Annotated[
+        int | None,
+        typer.Option("--part", "-p", help="Show only this part: its introduction and exercises."),
+    ] = None,
+    no_pager: Annotated[
+        bool, typer.Option("--no-pager", help="Print everything at once, even on a terminal.")
+    ] = False,
+) -> None:
+    """The day's instructions, rendered in the terminal (in a pager when the output is one)."""
     d = get_day(day)
-    text = d.instructions.read_text(encoding="utf-8")
-    for i, part in enumerate(d.parts, start=1):
-        text += f"\n\n## Part {i}: {part.title}\n\n{part.intro}\n\n"
-        text += "\n".join(
-            f"- `{ex.name}` ({'★' * ex.difficulty}, about {ex.minutes} min)"
-            for ex in part.exercises
-        )
-    console.print(Markdown(text))
+    if part is not None:
+        if not 1 <= part <= len(d.parts):
+            raise CourseError(
+                f"{d.id} has parts 1 to {len(d.parts)}, so there is no part {part}. "
+                f"{command('read', d.id)} shows them all."
+            )
+        text = f"# {d.id} {d.title}: part {part} of {len(d.parts)}\n\n" + _part_text(d, part)
+    else:
+        text = d.instructions.read_text(encoding="utf-8")
+        for i in range(1, len(d.parts) + 1):
+            text += "\n\n" + _part_text(d, i)
+    if no_pager or not console.is_terminal:
+        console.print(Markdown(text))
+        if part is None and len(d.parts) > 1:
+            console.print(
+                f"{command('read', d.id, '--part', 'N')} shows only part N (1 to {len(d.parts)}).",
+                markup=False,
+                highlight=False,
+            )
+        return
+    # less shows colours only with -R; a pager the user chose is used as it is.
+    os.environ.setdefault("LESS", "-R")
+    styles = not (os.environ.get("PAGER") or os.environ.get("MANPAGER"))
+    styles = styles and "r" in os.environ["LESS"].lower()
+    with console.pager(styles=styles):
+        console.print(Markdown(text))
 
 
 @app.command()
@@ -204,7 +303,10 @@ def hint(
     if revealed < len(ex.hints):
         console.print(f"Run the same command again for hint {revealed + 1}.")
     else:
-        console.print(f"That was the last hint. `mlab solution {d.id} {ex.name}` shows the answer.")
+        solution = command("solution", d.id, ex.name)
+        console.print(
+            f"That was the last hint. {solution} shows the answer.", markup=False, highlight=False
+        )
 
 
 @app.command()
@@ -214,33 +316,70 @@ def solution(
     """Print the reference solution of an exercise (its source in the library)."""
     d = get_day(day)
     src = exercise_source(d.exercise(exercise))
-    console.print(f"[dim]{src.filename}, line {src.first_line}[/dim]")
-    console.print(Syntax(src.source, "python", line_numbers=True, start_line=src.first_line))
+    console.print(Text(f"{src.filename}, line {src.first_line}", style="dim"))
+    # Code is never cut: soft wrap leaves long lines whole (the terminal folds them), so
+    # they read and copy as written.
+    code = Syntax(
+        src.source.rstrip("\n"),
+        "python",
+        line_numbers=True,
+        start_line=src.first_line,
+        background_color="default",
+    )
+    console.print(code, soft_wrap=True)
 
 
 @app.command()
 def status(directory: DirOption = None) -> None:
     """Your progress over all days."""
-    table = Table(title=f"progress in {_workspace(directory)}", title_justify="left")
-    for col in ("day", "title", "passing", "failing", "not started", "file"):
-        table.add_column(col)
+    where = _dir_option(directory)
+    rows = []
     for d in all_days():
         progress = _progress(d, directory)
-        n = len(d.exercises)
         passing = sum(progress.get(ex.name) == "pass" for ex in d.exercises)
         failing = sum(progress.get(ex.name) in ("fail", "error", "timeout") for ex in d.exercises)
         path = learner_file(d, None, directory)
+        file = path.name if path.exists() else "(none yet)"  # in the folder of the title
+        rows.append((d, passing, failing, file))
+
+    table = Table(title=f"progress in {_workspace(directory)}", title_justify="left")
+    table.add_column("day", no_wrap=True)
+    table.add_column("title")
+    table.add_column("passing", no_wrap=True, justify="right")
+    table.add_column("failing", no_wrap=True, justify="right")
+    table.add_column("not started", justify="right")
+    table.add_column("file", overflow="fold")  # a long name folds, never cut
+    for d, passing, failing, file in rows:
+        n = len(d.exercises)
         table.add_row(
             d.id,
-            d.title,
+            Text(d.title),
             Text(f"{passing}/{n}", style="bold green" if passing == n else ""),
             str(failing),
             str(n - passing - failing),
-            str(path) if path.exists() else f"(`mlab start {d.id}`)",
+            Text(file),
         )
     console.print(table)
+    for d, *_ in rows:
+        failure = _load_failure(d, directory)
+        if failure is not None:
+            line = load_error_line(failure)
+            at = f" (line {line})" if line else ""
+            console.print(
+                Text(
+                    f"{d.id}: your file did not load when last checked{at}, so the results "
+                    f"above are from before. {command('check', d.id, options=where)} shows the "
+                    "error.",
+                    style="yellow",
+                )
+            )
     d = _current_day(directory)
-    console.print(f"Next: `mlab start {d.id}` or `mlab check {d.id}`.")
+    console.print(
+        f"Next: {command('start', d.id, options=where)} or "
+        f"{command('check', d.id, options=where)}.",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

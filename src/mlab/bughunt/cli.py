@@ -14,6 +14,8 @@ message says what and how to fix it; no traceback).
 from __future__ import annotations
 
 import ast
+import difflib
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +31,7 @@ from mlab.bughunt import game
 from mlab.bughunt.catalogue import Bug, applicable, kinds, sites, target_path, targets
 from mlab.course.engine.report import default_workspace
 from mlab.errors import MlabError
+from mlab.invocation import mlab_command, python_command
 
 __all__ = ["bughunt_app"]
 
@@ -50,6 +53,12 @@ DirOption = Annotated[
 
 def _workspace(directory: Path | None) -> Path:
     return directory if directory is not None else default_workspace()
+
+
+def _cmd(words: str, directory: Path | None = None) -> str:
+    """A command to print, runnable as printed from here (with the same ``--dir``)."""
+    where = f" --dir {shlex.quote(str(directory))}" if directory is not None else ""
+    return f"`{mlab_command()} bughunt {words}{where}`"
 
 
 @contextmanager
@@ -85,7 +94,8 @@ def list_() -> None:
         fits = ", ".join(t for t in targets() if sites(k.id, t))
         table.add_row(k.id, k.title, fits)
     console.print(table)
-    console.print("Start a hunt: `mlab bughunt new --target mlp --seed 0` (any seed).")
+    start = _cmd("new --target mlp --seed 0")
+    console.print(f"Start a hunt: {start} (any seed).", markup=False, highlight=False)
 
 
 @bughunt_app.command()
@@ -103,6 +113,12 @@ def new(
     """Copy a reference training script into the workspace with one bug hidden in it."""
     workspace = _workspace(directory)
     with _bad_input():
+        if target not in targets():
+            close = difflib.get_close_matches(target, targets(), n=1, cutoff=0.5)
+            maybe = f" Did you mean {close[0]}?" if close else ""
+            raise MlabError(
+                f"no bug-hunt target {target!r}.{maybe} The targets are {', '.join(targets())}."
+            )
         started = game.new(workspace, target, seed, force=force)
     for copy in started.kept:
         console.print(f"Your edited file was kept as [bold]{copy}[/bold].")
@@ -117,12 +133,14 @@ def new(
     rel = started.hunt.file
     console.print(
         "\nHow to hunt:\n"
-        f"  1. `python {started.path}`: watch it train (the docstring says what to expect)\n"
-        "  2. `mlab bughunt inspect`: where it first differs from the reference, layer by "
-        "layer\n"
-        f"  3. `mlab bughunt guess {rel}:LINE`: name the line of the bug\n"
-        "  4. `mlab bughunt reveal`: give up and see the answer",
+        f"  1. `{python_command()} {shlex.quote(str(started.path))}`: watch it train (the "
+        "docstring says what to expect)\n"
+        f"  2. {_cmd('inspect', directory)}: where it first differs from the reference, layer "
+        "by layer\n"
+        f"  3. {_cmd(f'guess {rel}:LINE', directory)}: name the line of the bug\n"
+        f"  4. {_cmd('reveal', directory)}: give up and see the answer",
         highlight=False,
+        markup=False,
     )
 
 
@@ -169,7 +187,8 @@ def inspect_(
     console.print(Text("Wrote ") + Text(str(report), style="bold"))
     if first.kind == "none":
         console.print(
-            "The runs agree: did you fix the bug already? `mlab bughunt guess FILE:LINE`."
+            f"The runs agree: did you fix the bug already? {_cmd('guess FILE:LINE', directory)}.",
+            markup=False,
         )
 
 
@@ -192,7 +211,9 @@ def guess(
             + Text(f"({result.n_guesses} guess{'es' if result.n_guesses > 1 else ''}).")
         )
         _explain(result.bug)
-        console.print("`mlab bughunt reveal` shows the diff against the reference.")
+        console.print(
+            f"{_cmd('reveal', directory)} shows the diff against the reference.", markup=False
+        )
     elif result.outcome == "close":
         console.print(
             Text(f"Close: the bug is within {game.CLOSE} lines of {where}.", style="yellow")
@@ -201,8 +222,9 @@ def guess(
         console.print(Text(f"Not here: {where} is not the bug.", style="red"))
         if result.n_guesses >= 3 and not result.already_finished:
             console.print(
-                "Tip: `mlab bughunt inspect` says where the hunt first differs from the "
-                "reference: a layer, the input, the loss, the gradients or the update."
+                f"Tip: {_cmd('inspect', directory)} says where the hunt first differs from the "
+                "reference: a layer, the input, the loss, the gradients or the update.",
+                markup=False,
             )
     if result.already_finished:
         console.print("(This hunt was already finished; the guess was recorded all the same.)")
@@ -252,7 +274,9 @@ def status(directory: DirOption = None) -> None:
     hunt = state.hunt
     if hunt is None:
         console.print(
-            f"No bug hunt in {workspace}. Start one: `mlab bughunt new --target mlp --seed 0`."
+            f"No bug hunt in {workspace}. "
+            f"Start one: {_cmd('new --target mlp --seed 0', directory)}.",
+            markup=False,
         )
         return
     over = "found" if hunt.found else "revealed" if hunt.revealed else "in progress"
@@ -269,4 +293,7 @@ def status(directory: DirOption = None) -> None:
             table.add_row(str(i), g.spec, str(g.line), g.outcome)
         console.print(table)
     if over == "in progress":
-        console.print("Next: `mlab bughunt inspect`, then `mlab bughunt guess FILE:LINE`.")
+        console.print(
+            f"Next: {_cmd('inspect', directory)}, then {_cmd('guess FILE:LINE', directory)}.",
+            markup=False,
+        )

@@ -16,6 +16,7 @@ Parts become the sections of the learner's notebook file.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlab.errors import ConfigError, CourseError
+from mlab.invocation import mlab_command
 
 __all__ = ["COURSE_DIR", "Day", "Exercise", "Part", "all_days", "get_day"]
 
@@ -107,12 +109,25 @@ class Day:
         for ex in self.exercises:
             if ex.name == name:
                 return ex
-        close = [ex.name for ex in self.exercises if name.lower() in ex.name.lower()]
-        suggestion = f" Did you mean {', '.join(close[:3])}?" if close else ""
+        suggestion = _did_you_mean(name, [ex.name for ex in self.exercises])
         raise CourseError(
             f"Day {self.id} has no exercise {name!r}.{suggestion} "
-            f"`mlab list {self.id}` shows its exercises."
+            f"`{mlab_command()} list {self.id}` shows its exercises."
         )
+
+
+def _did_you_mean(name: str, known: list[str], *, most: int = 3) -> str:
+    """ " Did you mean a?" naming the known names closest to a mistyped ``name``: the most
+    similar spellings (difflib's ratio, near ties included), then names that contain it; ""
+    when none is close, or when more than ``most`` tie (a guess among many helps no one)."""
+    wanted = name.lower()
+    lowered = {k.lower(): k for k in known}
+    ratio = {k: difflib.SequenceMatcher(None, wanted, k).ratio() for k in lowered}
+    similar = difflib.get_close_matches(wanted, lowered, n=len(lowered), cutoff=0.6)
+    similar = [k for k in similar if ratio[k] >= ratio[similar[0]] - 0.05]
+    close = [lowered[k] for k in similar] if len(similar) <= most else []
+    close += [k for k in known if wanted in k.lower() and k not in close]
+    return f" Did you mean {' or '.join(close[:most])}?" if close else ""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -253,13 +268,12 @@ def get_day(day_id: str) -> Day:
         match = _DAY_DIR.match(path.name)
         if match and match.group(1) == wanted and (path / "day.toml").is_file():
             return _load_day_cached(path)
-    known = (
-        ", ".join(
-            sorted(
-                (m.group(1) for p in COURSE_DIR.iterdir() if (m := _DAY_DIR.match(p.name))),
-                key=lambda d: tuple(int(n) for n in re.findall(r"\d+", d)),
-            )
-        )
-        or "none yet"
+    days = sorted(
+        (m.group(1) for p in COURSE_DIR.iterdir() if (m := _DAY_DIR.match(p.name))),
+        key=lambda d: tuple(int(n) for n in re.findall(r"\d+", d)),
     )
-    raise CourseError(f"There is no day {day_id!r}. Days: {known}. `mlab list` shows them all.")
+    suggestion = _did_you_mean(wanted, days, most=1) if len(wanted) > 1 else ""
+    raise CourseError(
+        f"There is no day {day_id!r}.{suggestion} Days: {', '.join(days) or 'none yet'}. "
+        f"`{mlab_command()} list` shows them all."
+    )

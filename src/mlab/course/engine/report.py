@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -18,10 +21,12 @@ from mlab.course.engine.manifest import Day, get_day
 from mlab.course.engine.runner import Result, Target, run_checks
 from mlab.course.engine.store import ProgressStore
 from mlab.errors import CourseError
+from mlab.invocation import mlab_command
 
 __all__ = [
     "STATUS_STYLE",
     "check_and_report",
+    "command",
     "default_workspace",
     "learner_file",
     "next_step",
@@ -62,14 +67,21 @@ def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def command(*words: str, options: tuple[str, ...] = ()) -> str:
+    """A command to print, in backticks, that runs as printed from the current folder:
+    ``command("check", "w1d1")`` is ```.venv/bin/mlab check w1d1``` when ``mlab`` is not on the
+    PATH. ``options`` (``("--dir", "ws")``) follow the words."""
+    return "`" + " ".join([mlab_command(), *words, *map(shlex.quote, options)]) + "`"
+
+
 def results_table(day: Day, results: list[Result], title: str) -> Table:
     numbers = {ex.name: i for i, ex in enumerate(day.exercises, start=1)}
     table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("exercise")
-    table.add_column("part", justify="right", style="dim")
-    table.add_column("status")
-    table.add_column("time", justify="right", style="dim")
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("exercise", no_wrap=True)
+    table.add_column("part", justify="right", style="dim", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("time", justify="right", style="dim", no_wrap=True)
     for r in results:
         ex = day.exercise(r.exercise)
         status = Text(f"{STATUS_MARK[r.status]} {r.status}", style=STATUS_STYLE[r.status])
@@ -78,51 +90,123 @@ def results_table(day: Day, results: list[Result], title: str) -> Table:
     return table
 
 
-def next_step(day: Day, results: list[Result]) -> str:
-    """One sentence saying what to do next."""
+_LINE = re.compile(r", line (\d+)")
+
+
+def load_error_line(message: str) -> int | None:
+    """The line of the learner's file that a load error points at (the innermost frame in
+    the file), or None when it names none (a load that timed out)."""
+    lines = _LINE.findall(message)
+    return int(lines[-1]) if lines else None
+
+
+def next_step(
+    day: Day,
+    results: list[Result],
+    progress: Mapping[str, str] | None = None,
+    *,
+    options: tuple[str, ...] = (),
+) -> str:
+    """One sentence saying what to do next after a check run.
+
+    ``progress`` holds the last known status of the exercises this run did not check, so that
+    a run of one exercise can name the next one to do. ``options`` are the workspace options
+    (``--dir``/``--file``) the printed commands must repeat to check the same file.
+    """
     by_name = {r.exercise: r for r in results}
-    for ex in day.exercises:
-        r = by_name.get(ex.name)
-        if r is None or r.passed or r.status == "skipped":
+    check_all = command("check", day.id, options=options)
+    failed_load = next((r for r in results if r.load_failed), None)
+    if failed_load is not None:
+        line = load_error_line(failed_load.message)
+        what = f"fix line {line} (the error above)" if line else "fix the problem above"
+        return (
+            f"Next: your file does not load, so no exercise could be checked: {what}, then run "
+            f"{check_all}. Your earlier results are kept."
+        )
+    checked = [ex for ex in day.exercises if ex.name in by_name]
+    for ex in checked:
+        r = by_name[ex.name]
+        if r.passed or r.status == "skipped":
             continue
         if r.status == "not started":
             return (
                 f"Next: implement `{ex.name}` (part {ex.part + 1}, about {ex.minutes} min) in "
-                f"your file, then run `mlab check {day.id} --exercise {ex.name}`. "
-                f"`mlab read {day.id}` explains the ideas."
+                f"your file, then run "
+                f"{command('check', day.id, '--exercise', ex.name, options=options)}. "
+                f"{command('read', day.id)} explains the ideas."
             )
         return (
             f"Next: fix `{ex.name}` (see its diagnostic above). "
-            f"Stuck? `mlab hint {day.id} {ex.name}` reveals a hint."
+            f"Stuck? {command('hint', day.id, ex.name, options=_dir_only(options))} "
+            "reveals a hint."
         )
-    return f"Every exercise of {day.id} passes. On to the next day: `mlab list`."
+    # Everything this run checked passes: what is left of the day, as far as is known?
+    known = {**(progress or {}), **{r.exercise: r.status for r in results}}
+    left = [ex for ex in day.exercises if known.get(ex.name, "not started") not in _DONE]
+    if not left:
+        return f"Every exercise of {day.id} passes. On to the next day: {command('list')}."
+    head = ""
+    if len(checked) < len(day.exercises):
+        names = ", ".join(f"`{ex.name}`" for ex in checked if by_name[ex.name].passed)
+        if names:
+            head = f"{names} {'passes' if ',' not in names else 'pass'}. "
+    # The first unfinished exercise after the last one checked (wrapping round to the start).
+    last = max((i for i, ex in enumerate(day.exercises) if ex.name in by_name), default=-1)
+    after = [ex for ex in left if day.exercises.index(ex) > last] or left
+    ex = after[0]
+    check_it = command("check", day.id, "--exercise", ex.name, options=options)
+    if known.get(ex.name, "not started") == "not started":
+        return (
+            f"{head}Next: implement `{ex.name}` (part {ex.part + 1}, about {ex.minutes} min), "
+            f"then run {check_it}. {len(left)} of {len(day.exercises)} exercises of {day.id} "
+            "are left."
+        )
+    return (
+        f"{head}Next: `{ex.name}` did not pass when last checked ({known[ex.name]}): "
+        f"{check_it} shows why. {len(left)} of {len(day.exercises)} exercises of {day.id} "
+        "are left."
+    )
 
 
-def _diagnostic(day: Day, r: Result) -> Panel:
+_DONE = ("pass", "skipped")
+
+
+def _dir_only(options: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``--dir`` option among ``options`` (commands other than check take no ``--file``)."""
+    if len(options) == 2 and options[0] == "--dir":
+        return options
+    return ()
+
+
+def _diagnostic(day: Day, r: Result, options: tuple[str, ...] = ()) -> Panel:
     body = Text()
     body.append(r.message.rstrip() or "(no message)")
     if r.output.strip():
         body.append("\n\nyour code printed:\n", style="dim")
         body.append(r.output.rstrip(), style="dim")
     if r.status in ("fail", "error"):
-        body.append(f"\n\nStuck? `mlab hint {day.id} {r.exercise}` reveals a hint.", style="cyan")
+        hint = command("hint", day.id, r.exercise, options=_dir_only(options))
+        body.append(f"\n\nStuck? {hint} reveals a hint.", style="cyan")
     title = f"{STATUS_MARK[r.status]} {r.exercise}: {r.status}"
     if r.check:
         title += f" (check `{r.check}`)"
     return Panel(body, title=escape(title), title_align="left", border_style=STATUS_STYLE[r.status])
 
 
-def print_results(day: Day, results: list[Result], console: Console, title: str) -> None:
+def print_results(
+    day: Day,
+    results: list[Result],
+    console: Console,
+    title: str,
+    *,
+    options: tuple[str, ...] = (),
+) -> None:
     # A file that does not load fails every exercise with the same message: say it once.
-    first = results[0] if results else None
-    if (
-        first is not None
-        and len(results) > 1
-        and all(r.status in ("error", "timeout") and r.message == first.message for r in results)
-    ):
+    failed_load = next((r for r in results if r.load_failed), None)
+    if failed_load is not None:
         console.print(
             Panel(
-                escape(results[0].message),
+                escape(failed_load.message),
                 title="your file could not be loaded",
                 title_align="left",
                 border_style="bold red",
@@ -132,22 +216,32 @@ def print_results(day: Day, results: list[Result], console: Console, title: str)
     console.print(results_table(day, results, title))
     for r in results:
         if r.status in ("fail", "error", "timeout"):
-            console.print(_diagnostic(day, r))
+            console.print(_diagnostic(day, r, options))
     missing = [r.exercise for r in results if r.missing]
     if missing:
         shown = ", ".join(missing[:8]) + (
             f" and {len(missing) - 8} more" if len(missing) > 8 else ""
         )
+        new = command("start", day.id, "--new", options=_dir_only(options))
         console.print(
-            f"[yellow]Not in the file:[/yellow] {shown}. Renamed or deleted? "
-            f"`mlab start {day.id} --new` writes fresh stubs beside your file to copy from."
+            f"[yellow]Not in the file:[/yellow] {escape(shown)}. Renamed or deleted? "
+            f"{escape(new)} writes fresh stubs beside your file to copy from."
         )
     skipped = [r for r in results if r.status == "skipped"]
     if skipped:
-        console.print(f"[cyan]Skipped {len(skipped)}:[/cyan] {skipped[0].message}")
+        console.print(f"[cyan]Skipped {len(skipped)}:[/cyan] {escape(skipped[0].message)}")
     passed = sum(r.passed for r in results)
     style = "bold green" if passed == len(results) else "bold"
     console.print(Text(f"{passed}/{len(results)} passing.", style=style))
+
+
+def _options(file: str | Path | None, directory: Path | None) -> tuple[str, ...]:
+    """The options that make a printed command check the same file as this run."""
+    if file is not None:
+        return ("--file", str(file))
+    if directory is not None:
+        return ("--dir", str(directory))
+    return ()
 
 
 def check_and_report(
@@ -171,11 +265,8 @@ def check_and_report(
     else:
         path = learner_file(day, file, directory)
         if not path.is_file():
-            raise CourseError(
-                f"There is no {path}. Run `mlab start {day.id}` to create it"
-                + (f" (with --dir {directory})" if directory else "")
-                + ", or pass --file."
-            )
+            start = command("start", day.id, options=_options(None, directory))
+            raise CourseError(f"There is no {path}. Run {start} to create it, or pass --file.")
         target, label = Target.file(path), str(path)
 
     if as_json:
@@ -188,8 +279,11 @@ def check_and_report(
 
             results = run_checks(day, target, names, on_result=progress)
 
+    known: dict[str, str] = {}  # the last known status of every exercise checked so far
     if path is not None:
-        ProgressStore.for_workspace(path.parent).record(day.id, results, file_sha(path))
+        store = ProgressStore.for_workspace(path.parent)
+        store.record(day.id, results, file_sha(path))
+        known = {name: p.status for name, p in store.latest(day.id).items()}
 
     if as_json:
         payload = {
@@ -201,7 +295,8 @@ def check_and_report(
         }
         print(json.dumps(payload, indent=2))
     else:
-        print_results(day, results, console, f"{day.id} {day.title}: {label}")
+        options = _options(file, directory)
+        print_results(day, results, console, f"{day.id} {day.title}: {label}", options=options)
         if not reference:
-            console.print(next_step(day, results))
+            console.print(Text(next_step(day, results, known, options=options)))
     return all(r.passed or r.status == "skipped" for r in results)

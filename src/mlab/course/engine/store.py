@@ -1,6 +1,10 @@
 """The learner's progress: every check run and every hint revealed, in a SQLite file in the
 workspace (``workspace/.mlab/progress.sqlite3``).
 
+A run on a file that does not load (a syntax error, an error at import time) says nothing about
+any exercise, so it is kept apart (``load_failures``): the exercises keep their last known
+status, and :meth:`ProgressStore.load_failure` tells that the file stopped loading since.
+
 SQLite in WAL mode lets several ``mlab check`` processes write at once: each run is one short
 transaction, and a writer that finds the database busy waits (``busy_timeout``) instead of
 failing. Nothing is ever updated in place, so a crash mid-run cannot corrupt earlier records.
@@ -31,6 +35,13 @@ CREATE TABLE IF NOT EXISTS runs (
     file_sha TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_exercise ON runs (day, exercise, id);
+CREATE TABLE IF NOT EXISTS load_failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    day TEXT NOT NULL,
+    message TEXT NOT NULL,
+    file_sha TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hints (
     day TEXT NOT NULL,
     exercise TEXT NOT NULL,
@@ -73,11 +84,17 @@ class ProgressStore:
             db.close()
 
     def record(self, day: str, results: Iterable[Result], file_sha: str) -> None:
-        """Store one check run (all its exercises) in a single transaction."""
+        """Store one check run (all its exercises) in a single transaction. Results of a file
+        that did not load (``load_failed``) are stored as one load failure instead, so that they
+        do not overwrite what is known of each exercise."""
         now = time.time()
+        results = list(results)
         rows = [
-            (now, day, r.exercise, r.status, r.message[:4000], r.seconds, file_sha) for r in results
+            (now, day, r.exercise, r.status, r.message[:4000], r.seconds, file_sha)
+            for r in results
+            if not r.load_failed
         ]
+        failed = next((r for r in results if r.load_failed), None)
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -86,6 +103,12 @@ class ProgressStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                if failed is not None:
+                    db.execute(
+                        "INSERT INTO load_failures (ts, day, message, file_sha) "
+                        "VALUES (?, ?, ?, ?)",
+                        (now, day, failed.message[:4000], file_sha),
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -107,6 +130,18 @@ class ProgressStore:
             name: ExerciseProgress(status, ts, n, bool(passed))
             for name, status, ts, n, passed in rows
         }
+
+    def load_failure(self, day: str) -> str | None:
+        """The message of the last check run of ``day`` if the file did not load then (no run
+        has checked an exercise since), else None."""
+        query = """
+            SELECT message FROM load_failures
+            WHERE day = ? AND ts >= (SELECT COALESCE(MAX(ts), 0) FROM runs WHERE day = ?)
+            ORDER BY id DESC LIMIT 1
+        """
+        with self._connect() as db:
+            row = db.execute(query, (day, day)).fetchone()
+        return str(row[0]) if row else None
 
     def hints_revealed(self, day: str, exercise: str) -> int:
         with self._connect() as db:
