@@ -40,6 +40,7 @@ from mlab.inspect import (
     write_report,
 )
 from mlab.inspect.cli import inspect_command
+from mlab.inspect.compare import UpdateSize, update_sizes
 from mlab.inspect.record import recorded_modules
 from mlab.testing import assert_close, generator
 
@@ -452,6 +453,62 @@ def test_compare_localises_the_bug(
         result.summary()
     )
     assert result.first.detail and (kind == "none") == (result.first.rel_diff == 0)
+
+
+def _moved(sizes: list[UpdateSize]) -> list[UpdateSize]:
+    """The parameters whose update is not rounding noise in either run."""
+    largest = max(max(u.norm_a, u.norm_b) for u in sizes)
+    return [u for u in sizes if max(u.norm_a, u.norm_b) >= 1e-3 * largest]
+
+
+@pytest.mark.parametrize("lr", [0.05, 2.0])
+def test_an_update_divergence_says_how_the_updates_compare(
+    tmp_path: Path, reference_runs: dict[bool, Run], lr: float
+) -> None:
+    ref = reference_runs[True]  # plain SGD, lr 0.1
+    result = compare(ref, run_script(_variant(tmp_path, LR=lr)))
+    assert (result.first.kind, result.first.step) == ("update", 1)
+    sizes = update_sizes(result.a, result.b, 0)
+    assert [u.name for u in sizes] == list(ref.steps[0].params)
+    moved = _moved(sizes)
+    assert len(moved) == len(sizes) - 1  # 0.bias, right before BatchNorm, has no gradient
+    for u in moved:  # the same gradients, another learning rate: the same steps, scaled
+        assert u.ratio == pytest.approx(lr / 0.1, rel=1e-4), u
+        assert u.cosine == pytest.approx(1, abs=1e-6), u
+        assert (u.lr_a, u.lr_b) == (pytest.approx(0.1, rel=1e-4), pytest.approx(lr, rel=1e-4))
+    detail = result.first.detail
+    assert f"variant's update of `0.weight` is {lr / 0.1:.3g}x mlp's, in the same direction" in (
+        detail
+    )
+    assert f"{lr / 0.1:.3g}x in all {len(moved)} parameters (1 more barely moved)" in detail
+    assert f"(the learning rate, for plain SGD) {lr:.3g} in variant, 0.1 in mlp" in detail
+    # recorded without the weights, the update cannot be measured; the sentence says the rest
+    stats = compare(
+        reference_runs[False], run_script(_variant(tmp_path, LR=lr), keep_tensors=False)
+    )
+    assert stats.first.kind == "update" and "mlp's" not in stats.first.detail
+    assert update_sizes(stats.a, stats.b, 0) == []
+
+
+def test_an_update_divergence_from_momentum(
+    tmp_path: Path, reference_runs: dict[bool, Run]
+) -> None:
+    ref = reference_runs[True]
+    result = compare(ref, run_script(_variant(tmp_path, MOMENTUM=0.9)))
+    # torch's momentum buffer starts as the first gradient: step 0's update is the same
+    assert (result.first.kind, result.first.step) == ("update", 2)
+    sizes = {u.name: u for u in _moved(update_sizes(result.a, result.b, 1))}
+    for name, u in sizes.items():
+        g0, g1 = (ref.steps[i].tensors[f"param_grad:{name}"].double() for i in (0, 1))
+        # SGD with momentum 0.9 (torch.optim.SGD's definition): Δθ = -lr (0.9 g0 + g1)
+        assert u.ratio == pytest.approx(float((0.9 * g0 + g1).norm() / g1.norm()), rel=1e-4)
+        assert u.lr_b == pytest.approx(0.1 * u.ratio, rel=1e-4)
+    ratios = [u.ratio for u in sizes.values()]
+    detail = result.first.detail
+    assert "in another direction (cosine 0." in detail
+    assert f"from {min(ratios):.3g}x to {max(ratios):.3g}x across {len(ratios)} parameters" in (
+        detail
+    )
 
 
 def test_compare_finds_the_layer_in_the_wrong_mode(

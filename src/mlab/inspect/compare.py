@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from mlab.inspect.health import Finding, health
@@ -36,6 +37,7 @@ __all__ = [
     "Divergence",
     "Finding",
     "LayerDiff",
+    "UpdateSize",
     "agreement",
     "compare",
     "divergence",
@@ -44,6 +46,7 @@ __all__ = [
     "loss_difference",
     "place_rows",
     "step_rows",
+    "update_sizes",
 ]
 
 # Values this much smaller than the largest of their kind in a step (activations, gradients,
@@ -306,10 +309,12 @@ def _detail(kind: Kind, row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -
             "build_model: the seed, the initialisation, the layer sizes"
         )
     if kind == "update":
+        sizes = _describe_updates(update_sizes(a, b, s - 1), name, a, b)
         return (
             f"step {s}: everything in step {s - 1} agreed, gradients included, but the weights "
-            f"at the start of step {s} differ, first at `{name}` ({by}) — the update differs: "
-            "look at the optimizer, its learning rate and settings, and zero_grad"
+            f"at the start of step {s} differ, first at `{name}` ({by}) — the update of step "
+            f"{s - 1} differs{sizes}: look at the optimizer, its learning rate and settings, "
+            "and zero_grad"
         )
     if kind == "input":
         return (
@@ -352,3 +357,105 @@ def _detail(kind: Kind, row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -
         f"`{name}`'s gradient differs ({by}) — look at zero_grad (gradients accumulating), "
         "gradient clipping, or a term added to the gradient by hand"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# How two updates compare
+
+
+@dataclass
+class UpdateSize:
+    """One parameter's update in one step of two runs: ``Δθ`` is the weights at the start of
+    the next step minus those at the start of this one, ``g`` the gradient of this step.
+
+    ``ratio`` is ``‖Δθ_b‖ / ‖Δθ_a‖`` (inf when only b moved, NaN when neither did);
+    ``lr_a``/``lr_b`` are ``‖Δθ‖ / ‖g‖``, the learning rate for plain SGD (NaN without a
+    gradient); ``cosine`` is the cosine of the angle between the two updates: 1 when they
+    point the same way (a learning rate, a scale), less when momentum, weight decay or
+    accumulated gradients turn one of them."""
+
+    name: str
+    norm_a: float
+    norm_b: float
+    ratio: float
+    lr_a: float
+    lr_b: float
+    cosine: float
+
+
+def _update(run: Run, step: int, name: str) -> Tensor | None:
+    if step + 1 >= len(run.steps):
+        return None
+    before = run.steps[step].tensors.get(f"param:{name}")
+    after = run.steps[step + 1].tensors.get(f"param:{name}")
+    if before is None or after is None or before.shape != after.shape:
+        return None
+    return (after.double() - before.double()).reshape(-1)
+
+
+def _per_gradient(norm: float, record: StepRecord, name: str) -> float:
+    grad = record.param_grads.get(name)
+    return norm / grad.norm if grad is not None and grad.norm > 0 else math.nan
+
+
+def update_sizes(a: Run, b: Run, step: int) -> list[UpdateSize]:
+    """How the update of ``step`` compares between runs ``a`` and ``b``, parameter by
+    parameter (in run a's order), for the parameters whose weights both runs kept at the start
+    of ``step`` and of ``step + 1`` (``Recorder(keep_tensors=True)``); [] without them."""
+    sizes = []
+    names = a.steps[step].params if step < len(a.steps) else {}
+    for name in names:
+        da, db = _update(a, step, name), _update(b, step, name)
+        if da is None or db is None or da.shape != db.shape:
+            continue
+        na, nb = float(torch.linalg.vector_norm(da)), float(torch.linalg.vector_norm(db))
+        ratio = nb / na if na > 0 else (math.inf if nb > 0 else math.nan)
+        cosine = float(da @ db) / (na * nb) if na > 0 and nb > 0 else math.nan
+        lr_a = _per_gradient(na, a.steps[step], name)
+        lr_b = _per_gradient(nb, b.steps[step], name)
+        sizes.append(UpdateSize(name, na, nb, ratio, lr_a, lr_b, cosine))
+    return sizes
+
+
+def _times(x: float) -> str:
+    return f"{x:.3g}x"
+
+
+def _describe_updates(sizes: list[UpdateSize], name: str, a: Run, b: Run) -> str:
+    """`` (<how the updates compare>)`` for the divergence sentence, or "" when the runs kept
+    no weights to measure them with."""
+    first = next((u for u in sizes if u.name == name), None)
+    if first is None:
+        return ""
+    if first.norm_a == 0 or first.norm_b == 0:
+        moved, still = (b, a) if first.norm_a == 0 else (a, b)
+        if first.norm_a == first.norm_b:
+            return f" (neither run changed `{name}`)"
+        return f" ({moved.name} changed `{name}`, {still.name} left it as it was)"
+    parts = [f"{b.name}'s update of `{name}` is {_times(first.ratio)} {a.name}'s"]
+    if first.cosine > 1 - 1e-6:
+        parts[0] += ", in the same direction"
+    else:
+        parts[0] += f", in another direction (cosine {first.cosine:.3f})"
+    # a parameter whose update is rounding noise in both runs (a bias right before BatchNorm)
+    # has a meaningless ratio: leave it out, as NOISE_FLOOR does for the differences
+    largest = max(max(u.norm_a, u.norm_b) for u in sizes)
+    ratios = [
+        u.ratio
+        for u in sizes
+        if math.isfinite(u.ratio) and max(u.norm_a, u.norm_b) >= NOISE_FLOOR * largest
+    ]
+    if len(ratios) > 1:
+        low, high = min(ratios), max(ratios)
+        if high <= low * 1.01:
+            parts.append(f"{_times(first.ratio)} in all {len(ratios)} parameters")
+        else:
+            parts.append(f"from {_times(low)} to {_times(high)} across {len(ratios)} parameters")
+    if len(ratios) < len(sizes):
+        parts[-1] += f" ({len(sizes) - len(ratios)} more barely moved)"
+    if math.isfinite(first.lr_a) and math.isfinite(first.lr_b):
+        parts.append(
+            f"‖Δθ‖/‖g‖ (the learning rate, for plain SGD) {first.lr_b:.3g} in {b.name}, "
+            f"{first.lr_a:.3g} in {a.name}"
+        )
+    return " (" + "; ".join(parts) + ")"

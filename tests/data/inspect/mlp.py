@@ -12,6 +12,7 @@ from torch import nn
 
 N_IN, N_HIDDEN, N_CLASSES, BATCH = 8, 16, 4, 32
 LR = 0.1
+MOMENTUM = 0.0
 INIT_GAIN = 1.0  # scales every initial weight
 LABEL_SHIFT = 0  # rolls the labels by this many places
 SHUFFLE = False  # permutes each batch's rows (inputs and labels together)
@@ -61,7 +62,7 @@ def batches(steps: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def train(
     model: nn.Module, *, steps: int, seed: int, on_step: Callable[[float], None]
 ) -> list[float]:
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     model.train()
     losses = []
     for x, y in batches(steps, seed):
