@@ -163,6 +163,18 @@ def list_days(
     if leaner:  # part numbers only: say what they are
         parts = "; ".join(f"{i}. {p.title}" for i, p in enumerate(d.parts, start=1))
         console.print(Text(f"Parts: {parts}.", style="dim"))
+    failure = _load_failure(d, directory)
+    if failure is not None:
+        line = load_error_line(failure)
+        at = f" (line {line})" if line else ""
+        check = command("check", d.id, options=_dir_option(directory))
+        console.print(
+            Text(
+                f"Your file did not load when last checked{at}, so these are the results from "
+                f"before. {check} shows the error.",
+                style="yellow",
+            )
+        )
 
 
 @app.command()
