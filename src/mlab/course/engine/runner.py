@@ -31,8 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import torch
-
+from mlab.course.engine import warm as warm_worker
 from mlab.course.engine.manifest import Day
 
 __all__ = ["STATUSES", "Result", "Target", "run_checks", "run_jobs"]
@@ -101,7 +100,7 @@ class Result:
 class _Worker:
     """One worker process and a thread that turns its stdout lines into queue items."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | warm_worker.ForkedProcess
     lines: queue.Queue[dict[str, Any] | None]
     stderr: IO[bytes]
     next_id: int = 0
@@ -110,25 +109,30 @@ class _Worker:
     _reader: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls) -> _Worker:
+    def start(cls, *, warm: bool = False, day: str | None = None) -> _Worker:
+        """A new worker process; with ``warm``, forked by the warm server when it can be
+        (:mod:`mlab.course.engine.warm`), else started from scratch."""
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in kill())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         # Learner code runs with one thread: checks are small, and several workers share cores.
         env.setdefault("OMP_NUM_THREADS", "1")
-        # Without a GPU, Triton kernels (w1d6) run in its interpreter; it must be chosen
-        # before triton is first imported, so the worker gets it from its environment.
-        if not torch.cuda.is_available():
+        process: subprocess.Popen[str] | warm_worker.ForkedProcess | None = None
+        if warm and warm_worker.enabled():
+            # The warm server only runs where there is no GPU: Triton kernels (w1d6) run in
+            # its interpreter, chosen before triton is first imported.
             env.setdefault("TRITON_INTERPRET", "1")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlab.course.engine.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            encoding="utf-8",
-            env=env,
-            start_new_session=True,  # its own process group: we can kill it and its children
-        )
+            process = warm_worker.connect(env, stderr.fileno(), day=day)
+        if process is None:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mlab.course.engine.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                encoding="utf-8",
+                env=env,
+                start_new_session=True,  # its own process group: we can kill it and its children
+            )
         lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         worker = cls(process, lines, stderr)
         worker._reader = threading.Thread(target=worker._read, daemon=True)
@@ -238,7 +242,8 @@ class _Worker:
         while True:
             item = self._wait(deadline)
             if item is None:
-                return self._died(exercise, phase)
+                died = self._died(exercise, phase)
+                return replace(died, load_failed=phase == "loading the code")
             if item == "timeout":
                 where = _where_it_was(self.stack_dump(), files, day, target)
                 self.kill()
@@ -286,6 +291,7 @@ class _Worker:
                     seconds=float(item.get("seconds", 0.0)),
                     output=item.get("output", ""),
                     missing=bool(item.get("missing", False)),
+                    load_failed=item.get("origin") == "load",  # the worker's LoadError
                     origin=item.get("origin", ""),
                 )
 
@@ -354,10 +360,12 @@ def run_jobs(
     workers: int = 1,
     timeout_scale: float = 1.0,
     on_result: Callable[[int, Result], None] | None = None,
+    warm: bool = False,
 ) -> list[Result]:
     """Run ``(target, exercise)`` jobs on ``workers`` worker processes; results in job order.
 
-    Each exercise's checks get ``exercise.timeout * timeout_scale`` seconds.
+    Each exercise's checks get ``exercise.timeout * timeout_scale`` seconds. With ``warm``,
+    workers are forked by the warm server (:mod:`mlab.course.engine.warm`) where it runs.
     """
     job_list = list(jobs)
     results: list[Result | None] = [None] * len(job_list)
@@ -390,7 +398,7 @@ def run_jobs(
                     result = replace(load_timeouts[key], exercise=name)
                 else:
                     if worker is None or not worker.alive:
-                        worker = _Worker.start()
+                        worker = _Worker.start(warm=warm, day=day.id)
                     timeout = day.exercise(name).timeout * timeout_scale
                     result = worker.run(day, target, name, timeout)
                     if result.load_failed:
@@ -422,9 +430,12 @@ def run_checks(
     *,
     workers: int = 1,
     on_result: Callable[[int, Result], None] | None = None,
+    warm: bool = False,
 ) -> list[Result]:
     """Run the checks of ``exercises`` (default: all of the day's) on ``target``."""
     names = [ex.name for ex in day.exercises] if exercises is None else list(exercises)
     for name in names:
         day.exercise(name)  # unknown names fail here, with suggestions
-    return run_jobs(day, [(target, n) for n in names], workers=workers, on_result=on_result)
+    return run_jobs(
+        day, [(target, n) for n in names], workers=workers, on_result=on_result, warm=warm
+    )

@@ -16,10 +16,12 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import importlib.util
 import inspect
 import textwrap
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from mlab.course.engine.manifest import Day, Exercise
 from mlab.errors import ConfigError
@@ -43,6 +45,11 @@ class ExerciseSource:
 
 @cache
 def _module_text(module_name: str) -> tuple[str, str]:
+    # Read the file without importing the module: `mlab solution` and `mlab list` stay fast
+    # (importing a reference module imports torch).
+    spec = importlib.util.find_spec(module_name)
+    if spec is not None and spec.origin and spec.origin.endswith(".py"):
+        return Path(spec.origin).read_text(encoding="utf-8"), spec.origin
     module = importlib.import_module(module_name)
     return inspect.getsource(module), inspect.getsourcefile(module) or module_name
 

@@ -294,6 +294,10 @@ def main() -> None:
     proto: IO[str] = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray writes to fd 1 (C code, os.write) go to stderr, not the protocol
     sys.stdout = sys.stderr
+    # Without a GPU, Triton kernels (w1d6) run in its interpreter; it must be chosen before
+    # triton is first imported (by a checks module).
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     # On a timeout the parent sends SIGUSR1 before killing us: the stacks show where we were.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)  # fd 2: stderr
 
