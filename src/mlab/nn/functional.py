@@ -242,12 +242,14 @@ def max_pool2d(
     ``stride`` defaults to the kernel size (non-overlapping windows). ``padding`` adds
     ``-inf`` (never the maximum) on all four sides. Each of ``kernel_size``, ``stride`` and
     ``padding`` is an int or a ``(height, width)`` pair. Use ``windows_2d``; no ``F.*pool*``.
+    Where a window holds equal maxima, the gradient goes to the first of them in row-major
+    order, as torch's does (``amax`` would share it among them).
     Raise ``ShapeError`` unless ``x`` is 4-D.
     """
     kernel = _pair(kernel_size)
     ph, pw = _pair(padding)
     x_pad = F.pad(x, (pw, pw, ph, ph), value=-torch.inf)
-    return windows_2d(x_pad, kernel, _pair(stride or kernel)).amax((-2, -1))
+    return windows_2d(x_pad, kernel, _pair(stride or kernel)).flatten(-2).max(-1).values
 
 
 def avg_pool2d(

@@ -573,6 +573,9 @@ def flatten_defaults_and_edge_cases(ns: Namespace) -> None:
         ("a (4, 3) input, start_dim=0", randn(4, 3, seed=2), (0,)),
         ("a 1-D input of 5, start_dim=0", randn(5, seed=3), (0, -1)),
         ("a (2, 3, 0, 4) input, dims 2..3", torch.zeros(2, 3, 0, 4), (2, 3)),
+        ("an empty batch, (0, 3, 4), default dims", torch.zeros(0, 3, 4), ()),
+        ("a (2, 3, 0) input, dims 0..1 (the empty dim after them)", torch.zeros(2, 3, 0), (0, 1)),
+        ("a 1-element (1, 1, 1) input", randn(1, 1, 1, seed=4), ()),
     ]
     for what, x, args in cases:
         with case(what, x=x):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mlab.course.engine.checks import Namespace, check
 from mlab.course.w1d3_resnet.checks_conv import leaf, matches_torch
 from mlab.errors import ShapeError
-from mlab.testing import assert_close, assert_raises, case
+from mlab.testing import assert_close, assert_raises, case, generator
 
 POOL_CONFIGS: list[tuple[Any, ...]] = [
     # batch, channels, (h, w), kernel_size, stride, padding, layout
@@ -57,6 +57,27 @@ def _rejects_bad_shapes(fn: Any, what: str, *args: Any) -> None:
 def max_pool_matches_torch(ns: Namespace) -> None:
     # all-negative inputs: padding must never win the max (it is -inf, not 0)
     _check_pool(ns.max_pool2d, F.max_pool2d, shift=4.0)
+
+
+@check("max_pool2d")
+def max_pool_ties_send_the_gradient_to_the_first(ns: Namespace) -> None:
+    # values 0, 1, 2 only (as after a ReLU, or on images): most windows hold equal maxima,
+    # and torch sends a window's gradient to the first of them, not a share to each
+    values = torch.randint(0, 3, (2, 3, 7, 8), generator=generator(7)).double()
+    configs = [(2, None, 0), (3, 1, 1), ((2, 3), (1, 2), (1, 1)), (3, 2, 1)]
+    for seed, (kernel, stride, padding) in enumerate(configs):
+        x = values.clone().requires_grad_()
+        desc = f"x {tuple(x.shape)} of 0, 1 and 2 (ties), kernel_size={kernel}, stride={stride}"
+        with case(f"{desc}, padding={padding}", x=x):
+            matches_torch(
+                ns.max_pool2d,
+                F.max_pool2d,
+                [x],
+                seed=200 + seed,
+                kernel_size=kernel,
+                stride=stride,
+                padding=padding,
+            )
 
 
 @check("max_pool2d")

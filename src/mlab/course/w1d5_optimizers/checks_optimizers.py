@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -179,6 +180,29 @@ def _state_dicts(
         _train([(ps, opt, qs2, ref2), (ps2, opt2, qs, ref)], STEPS - half, start=half)
 
 
+def _infinite_params(
+    ns: Namespace,
+    exercise: str,
+    cls: type[Optimizer],
+    ref_cls: Callable[..., Any],
+    options: list[dict[str, Any]],
+) -> None:
+    """Three steps on a parameter holding inf and -inf, with finite gradients: torch keeps
+    them infinite (weight decay is skipped when it is 0, and 0 * inf would be NaN)."""
+    ours = _ours(ns, cls, exercise)
+    init = torch.tensor([math.inf, -math.inf, 1.5, -0.5], dtype=F64)
+    grads = torch.tensor([[0.3, -0.2, 0.1, 0.4], [-0.1, 0.5, 0.2, -0.3], [0.2, 0.1, -0.4, 0.6]])
+    for kw in options:
+        p, q = init.clone().requires_grad_(), init.clone().requires_grad_()
+        opt, ref = ours([p], **kw), ref_cls([q], **kw)
+        with case(f"{ref_cls.__name__}({kw}) on a parameter holding inf and -inf", param=init):
+            for step, grad in enumerate(grads.to(F64)):
+                p.grad, q.grad = grad.clone(), grad.clone()
+                opt.step()
+                ref.step()
+                assert_close(p, q, rtol=1e-10, atol=1e-12, what=f"parameter after step {step + 1}")
+
+
 # ----------------------------------------------------------------------------------------------
 # SGD
 
@@ -204,6 +228,12 @@ def sgd_matches_torch_for_every_option(ns: Namespace) -> None:
         "maximize": [False, True],
     }
     _every_option(ns, "sgd_update", SGD, torch.optim.SGD, options, _sgd_valid)
+
+
+@check("sgd_update")
+def sgd_keeps_infinite_params_infinite(ns: Namespace) -> None:
+    options = [{"lr": 0.1}, {"lr": 0.1, "momentum": 0.9, "nesterov": True}]
+    _infinite_params(ns, "sgd_update", SGD, torch.optim.SGD, options)
 
 
 @check("sgd_update")
@@ -235,6 +265,12 @@ def rmsprop_matches_torch_for_every_option(ns: Namespace) -> None:
         "maximize": [False, True],
     }
     _every_option(ns, "rmsprop_update", RMSprop, torch.optim.RMSprop, options)
+
+
+@check("rmsprop_update")
+def rmsprop_keeps_infinite_params_infinite(ns: Namespace) -> None:
+    options = [{"lr": 0.01}, {"lr": 0.01, "momentum": 0.9, "centered": True}]
+    _infinite_params(ns, "rmsprop_update", RMSprop, torch.optim.RMSprop, options)
 
 
 @check("rmsprop_update")
@@ -277,6 +313,12 @@ def adam_matches_torch_for_every_option(ns: Namespace) -> None:
 
 
 @check("adam_update")
+def adam_keeps_infinite_params_infinite(ns: Namespace) -> None:
+    options = [{"lr": 0.01}, {"lr": 0.01, "amsgrad": True, "maximize": True}]
+    _infinite_params(ns, "adam_update", Adam, torch.optim.Adam, options)
+
+
+@check("adam_update")
 def adam_param_groups_match_torch(ns: Namespace) -> None:
     defaults: dict[str, Any] = {"lr": 0.02, "amsgrad": True}
     _param_groups(ns, "adam_update", Adam, torch.optim.Adam, defaults, ADAM_GROUPS)
@@ -292,6 +334,12 @@ def adam_state_dicts_load_both_ways(ns: Namespace) -> None:
 @check("adamw_update")
 def adamw_matches_torch_for_every_option(ns: Namespace) -> None:
     _every_option(ns, "adamw_update", AdamW, torch.optim.AdamW, ADAM_OPTIONS)
+
+
+@check("adamw_update")
+def adamw_keeps_infinite_params_infinite(ns: Namespace) -> None:
+    options = [{"lr": 0.01, "weight_decay": 0.0}, {"lr": 0.01, "amsgrad": True}]
+    _infinite_params(ns, "adamw_update", AdamW, torch.optim.AdamW, options)
 
 
 @check("adamw_update")

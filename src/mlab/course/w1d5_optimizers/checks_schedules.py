@@ -92,7 +92,13 @@ def _warmup(decay: str, warmup: int, total: int, start: float, eta_min: float, b
 
 @check("warmup_lr")
 def warmup_matches_sequential_lr(ns: Namespace) -> None:
-    settings = ((10, 100, 0.01, 0.0), (5, 60, 0.2, 0.001), (1, 140, 0.5, 0.0), (25, 150, 0.1, 0.0))
+    settings = (
+        (10, 100, 0.01, 0.0),
+        (5, 60, 0.2, 0.001),
+        (1, 140, 0.5, 0.0),
+        (25, 150, 0.1, 0.0),
+        (0, 80, 0.3, 0.0),  # no warm-up at all: the decay starts at step 0
+    )
     for decay in ("cosine", "linear"):
         for warmup, total, start, eta_min in settings:
             for base_lr in BASE_LRS:

@@ -203,6 +203,10 @@ def dead_relus_names_the_worst_step(ns: Namespace) -> None:
     with case("ReLU 4 zero 20%, 93%, 99%, 97% at steps 0-3"):
         got = _findings(ns.dead_relus(_run(steps, RELU_TYPES)), [("warning", "4")], "dead_relus")
         _mentions(got[0], "step 2", "99%")
+    steps = [_step(s, _zeros(m1=f)) for s, f in enumerate([0.96, 0.5, 0.96, 0.93])]
+    with case("ReLU 1 zero 96%, 50%, 96%, 93% at steps 0-3: a tie, the latest step (2) is named"):
+        got = _findings(ns.dead_relus(_run(steps, RELU_TYPES)), [("warning", "1")], "dead_relus")
+        _mentions(got[0], "step 2", "96%")
 
 
 # ----------------------------------------------------------------------------------------------
