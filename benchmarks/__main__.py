@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import (
+    bench_cli_latency,
     bench_w1d1_vectorised,
     bench_w1d2_logistic,
     bench_w1d2_raytrace,
@@ -17,6 +18,7 @@ from benchmarks import (
 from benchmarks.common import run
 
 BENCHMARKS = [
+    bench_cli_latency,
     bench_w1d1_vectorised,
     bench_w1d2_logistic,
     bench_w1d2_raytrace,
