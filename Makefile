@@ -6,7 +6,13 @@
 
 PYTHON ?= python3.11
 VENV   ?= .venv
-EXTRAS ?= dev,nlp
+# notebook: JupyterLab, a kernel and jupytext, for the notebook route (`mlab start DAY --notebook`).
+EXTRAS ?= dev,nlp,notebook
+# Where torch comes from. Empty: PyPI, whose torch for Linux on x86-64 is the CUDA build and
+# brings NVIDIA's CUDA libraries (several GB) with it, GPU or not. Without an NVIDIA GPU, name
+# PyTorch's CPU-only index instead (a 190 MB wheel), on a fresh set-up (`make clean` first):
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 comma  := ,
 # One stamp per set of extras: asking for other extras re-installs.
@@ -23,8 +29,9 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "mlab needs Python 3.11 ($(PYTHON) was not found). Install it or run 'make PYTHON=/path/to/python3.11'."; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@# torch first, from the CPU wheel: an unpinned torch would fetch a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	@# torch first, on its own, so that TORCH_INDEX (above) decides which build it is; the pin
+	@# in pyproject.toml then keeps that build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@echo "$(EXTRAS)" > $(STAMP)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -11,12 +12,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from mlab.bughunt.cli import bughunt_app
 from mlab.course.engine.manifest import Day, all_days, get_day
+from mlab.course.engine.notebook import (
+    KERNEL_NAME,
+    kernelspec,
+    notebook_for,
+    script_command,
+    write_notebook,
+)
 from mlab.course.engine.report import (
     STATUS_MARK,
     STATUS_STYLE,
@@ -43,7 +52,11 @@ console = Console()
 
 DirOption = Annotated[
     Path | None,
-    typer.Option("--dir", help="The workspace folder (default: $MLAB_WORKSPACE or ./workspace)."),
+    typer.Option(
+        "--dir",
+        help="The workspace folder (default: $MLAB_WORKSPACE, else the workspace found from "
+        "the current folder upwards, else ./workspace).",
+    ),
 ]
 DayArg = Annotated[str, typer.Argument(help="A day id such as w1d1 (`mlab list` shows them).")]
 
@@ -186,17 +199,28 @@ def start(
     new: Annotated[
         bool, typer.Option("--new", help="Write fresh stubs beside your file (never over it).")
     ] = False,
+    notebook: Annotated[
+        bool,
+        typer.Option(
+            "--notebook",
+            help="Also write a Jupyter notebook paired with your file (never over one).",
+        ),
+    ] = False,
 ) -> None:
     """Create your exercise file for a day (never overwriting your edits), then show its
     status and the next step."""
     d = get_day(day) if day else _current_day(directory)
     path = learner_file(d, None, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The marker folder first: from now on every command run in the workspace, or anywhere
+    # below the folder holding it, finds this workspace.
+    (path.parent / ".mlab").mkdir(parents=True, exist_ok=True)
     fresh = workspace_source(d)
+    dir_option = _dir_option(directory)
     if not path.exists():
         path.write_text(fresh, encoding="utf-8")
         console.print(
-            f"Wrote [bold]{path}[/bold]: {len(d.exercises)} exercises for {d.id} {d.title}."
+            f"Wrote [bold]{escape(str(path))}[/bold]: {len(d.exercises)} exercises for "
+            f"{d.id} {d.title}."
         )
     elif new:
         n = 1
@@ -204,20 +228,46 @@ def start(
             n += 1
         beside.write_text(fresh, encoding="utf-8")
         console.print(
-            f"Your file {path} is untouched; fresh stubs are in [bold]{beside}[/bold]. "
-            "Copy from it what you need."
+            f"Your file {escape(str(path))} is untouched; fresh stubs are in "
+            f"[bold]{escape(str(beside))}[/bold]. Copy from it what you need."
         )
     elif path.read_text(encoding="utf-8") == fresh:
-        console.print(f"{path} is already there, unchanged since it was written.")
+        console.print(f"{escape(str(path))} is already there, unchanged since it was written.")
     else:
+        again = command("start", d.id, "--new", options=dir_option)
         console.print(
-            f"{path} is already there with your edits, so it was left as it is. "
-            f"(`mlab start {d.id} --new` writes fresh stubs beside it.)"
+            f"{escape(str(path))} is already there with your edits, so it was left as it is. "
+            f"({escape(again)} writes fresh stubs beside it.)"
         )
-    console.print(
-        f"Open it in VS Code or Jupyter (it is a notebook of `# %%` cells); "
-        f"`mlab read {d.id}` shows the instructions.\n"
-    )
+    paired = notebook_for(path)
+    if notebook:
+        if paired.exists():
+            kernelspec()  # the kernel the notebook names, in case this environment is new
+            console.print(f"{escape(str(paired))} is already there, so it was left as it is.")
+        else:
+            write_notebook(path)
+            console.print(
+                f"Wrote [bold]{escape(str(paired))}[/bold], a notebook paired with "
+                f"{escape(path.name)}: the same cells, kept in step by Jupyter (jupytext)."
+            )
+    read = command("read", d.id)
+    if paired.exists():
+        lab = (
+            f"`{script_command('jupyter', 'lab', str(paired))}`"
+            if importlib.util.find_spec("jupyterlab") is not None
+            else "JupyterLab"
+        )
+        console.print(
+            f"Open the notebook with {escape(lab)}, or in VS Code with the kernel "
+            f"`{KERNEL_NAME}`. Checks read the saved notebook: save it (Ctrl+S) before its "
+            f"last cell runs them. {escape(read)} shows the instructions.\n"
+        )
+    else:
+        to_notebook = command("start", d.id, "--notebook", options=dir_option)
+        console.print(
+            f"Edit it in any editor; {escape(to_notebook)} pairs it with a Jupyter notebook. "
+            f"{escape(read)} shows the instructions.\n"
+        )
     check_and_report(d, directory=directory, console=console)
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlab.course.engine.manifest import Day, get_day
+from mlab.course.engine.notebook import sync_from_notebook
 from mlab.course.engine.runner import Result, Target, run_checks
 from mlab.course.engine.store import ProgressStore
 from mlab.errors import CourseError
@@ -28,6 +29,7 @@ __all__ = [
     "check_and_report",
     "command",
     "default_workspace",
+    "find_workspace",
     "learner_file",
     "next_step",
     "results_table",
@@ -51,13 +53,54 @@ STATUS_MARK = {
 }
 
 
-def default_workspace() -> Path:
-    """``$MLAB_WORKSPACE``, else ``workspace/`` in the current folder."""
-    return Path(os.environ.get("MLAB_WORKSPACE", "workspace"))
+WORKSPACE = "workspace"  # the workspace's folder name in the project
+MARKER = ".mlab"  # the folder that marks a workspace (it holds the progress database)
+
+
+def find_workspace(start: Path) -> Path | None:
+    """The workspace that ``start`` is in or beside, found as git finds ``.git``: the first of
+    ``start`` and its parents that holds ``.mlab/`` (the workspace itself) or ``workspace/.mlab/``
+    (the project folder above it). None when there is none."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if (folder / MARKER).is_dir():
+            return folder
+        if (folder / WORKSPACE / MARKER).is_dir():
+            return folder / WORKSPACE
+    return None
+
+
+def _relative(path: Path, cwd: Path) -> Path:
+    """``path`` relative to ``cwd`` when it is ``cwd`` or above it (``.``, ``..``), so printed
+    paths stay short; else as it is."""
+    try:
+        path.relative_to(cwd)
+    except ValueError:
+        if not cwd.is_relative_to(path):
+            return path
+    return Path(os.path.relpath(path, cwd))
+
+
+def default_workspace(start: Path | None = None) -> Path:
+    """The workspace when no ``--dir`` is given: ``$MLAB_WORKSPACE``; else the workspace found
+    from ``start`` (default: the current folder) upwards, so every command run inside
+    ``workspace/`` or below it uses that very workspace; else ``workspace/`` in the current
+    folder, or the current folder itself when it is named ``workspace`` (never a workspace
+    inside a workspace)."""
+    if env := os.environ.get("MLAB_WORKSPACE"):
+        return Path(env)
+    cwd = Path.cwd()
+    found = find_workspace(start if start is not None else cwd)
+    if found is not None:
+        return _relative(found, cwd)
+    if cwd.name == WORKSPACE:
+        return Path(os.curdir)
+    return Path(WORKSPACE)
 
 
 def learner_file(day: Day, file: str | Path | None, directory: Path | None) -> Path:
-    """The file to check: ``file`` if given, else the day's file in the workspace."""
+    """The file to check: ``file`` if given, else the day's file in the workspace (``--dir``
+    when given, else :func:`default_workspace`)."""
     if file is not None:
         return Path(file)
     return (directory or default_workspace()) / day.workspace_filename
@@ -267,6 +310,9 @@ def check_and_report(
         if not path.is_file():
             start = command("start", day.id, options=_options(None, directory))
             raise CourseError(f"There is no {path}. Run {start} to create it, or pass --file.")
+        synced = sync_from_notebook(path)  # a paired notebook saved after the file
+        if synced is not None and not as_json:
+            console.print(Text(synced, style="dim"))
         target, label = Target.file(path), str(path)
 
     if as_json:
