@@ -350,3 +350,28 @@ def test_an_edit_in_the_models_own_forward_names_the_layers_it_feeds() -> None:
     assert not evidence.matches(Divergence("forward", 0, "fc2", 1.0, ""), run)
     assert evidence.matches(Divergence("forward", 0, "drop1", 1.0, ""), run)
     assert "bn1 or the layer reading its output" in evidence.describe()
+
+
+@pytest.mark.slow
+def test_cli_inspect_of_the_transformer_at_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transformer's long layer names once pushed the type column out and cut numbers
+    to `0.…`: at 80 columns every line fits, the type column stays, no number is cut."""
+    from rich.console import Console
+
+    from mlab.bughunt import cli
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(cli, "console", Console())
+    ws = str(tmp_path)
+    _cli("new", "--target", "transformer", "--seed", "0", "--dir", ws)
+    result = runner.invoke(bughunt_app, ["inspect", "--dir", ws, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80, result.output
+    assert "…" not in result.output, result.output
+    header = next(line for line in lines if "┃ layer" in line)
+    for column in ("type", "mean", "std", "norm", "grad"):
+        assert f" {column} " in header, result.output
+    assert any("Dropout" in line for line in lines) and any("LayerNorm" in line for line in lines)

@@ -13,6 +13,7 @@ MODULES = [
     "mlab.testing",
     "mlab.inspect.stats",
     "mlab.inspect.record",
+    "mlab.inspect.cli",
     "mlab.tensor.strides",
     "mlab.tensor.indexing",
     "mlab.tensor.reductions",

@@ -39,7 +39,7 @@ from mlab.inspect import (
     tensor_stats,
     write_report,
 )
-from mlab.inspect.cli import inspect_command
+from mlab.inspect.cli import compact, inspect_command, layer_table
 from mlab.inspect.compare import UpdateSize, update_sizes
 from mlab.inspect.record import recorded_modules
 from mlab.testing import assert_close, generator
@@ -663,6 +663,85 @@ def test_inspect_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], mlp
     odd = _script(tmp_path, "def build_model(seed):\n    pass\n")
     assert inspect_command(MLP, odd, 2, 0, tmp_path / "x", 30.0, console) == 2
     assert "defines no function `train`" in capsys.readouterr().err
+
+
+def _transformer_like_run() -> Run:
+    """A recorded step with a transformer's long layer names and numbers of every size."""
+    names = {
+        "tok_emb": "Embedding",
+        "blocks.0.attn.attn_drop": "Dropout",
+        "blocks.0.attn.resid_drop": "Dropout",
+        "blocks.11.mlp.fc_out": "Linear",
+        "ln_f": "LayerNorm",
+        "head": "Linear",
+    }
+    scales = [-5.7e-8, 1.23e-4, -0.0117, 3.5, 156.0, 12345.0]
+    gen = generator(0)
+    step = StepRecord(0)
+    for (name, _), scale in zip(names.items(), scales, strict=True):
+        x = torch.randn(64, generator=gen, dtype=torch.float64) * 0.01 + scale
+        if name.endswith("drop"):
+            x[:20] = 0.0
+        step.activations[name] = tensor_stats(x)
+        step.gradients[name] = tensor_stats(x * 1e-3)
+    return Run("hunt", [step], [], names)
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_layer_table_fits_the_terminal_and_never_cuts_a_number(width: int) -> None:
+    run = _transformer_like_run()
+    console = Console(width=width, record=True)
+    console.print(layer_table(run, 0, highlight="head", width=width))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width, text
+    assert "…" not in text, text
+    header = next(line for line in lines if "┃ layer" in line)
+    for column in ("type", "mean", "std", "norm", "zero", "grad"):
+        assert column in header, text
+    record = run.steps[0]
+    for name, stats in record.activations.items():
+        row = " ".join(lines).replace("│", " ")
+        for value in (stats.mean, stats.std, stats.norm, record.gradients[name].norm):
+            assert f" {compact(value)} " in row, (compact(value), text)
+        assert run.module_types[name] in row
+    if width == 80:  # saturation and NaN/inf say nothing here: left out, and said so
+        assert "not shown: sat. (0% in every layer), nan/inf (none)" in text, text
+    for column in ("sat.", "nan/inf"):  # a column is shown, or the caption says why not
+        assert (f" {column} " in header) != (f"{column} (" in text), text
+    if width == 200:
+        assert "not shown" not in text, text
+
+
+def test_layer_table_keeps_what_has_something_to_say() -> None:
+    run = _transformer_like_run()
+    nan = torch.tensor([1.0, float("nan"), float("inf"), 2.0])
+    run.steps[0].activations["head"] = tensor_stats(nan)
+    console = Console(width=80, record=True)
+    console.print(layer_table(run, 0, width=80))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text, text
+    assert "1/1" in text and "nan/inf" in text, text
+    assert "not shown: sat. (0% in every layer), zero (widen the terminal to see it)" in text
+
+
+def test_compact_numbers() -> None:
+    for value in (0.0, 1.0, -5.7e-8, 1.234e-4, 0.0117, 3.14159, 156.2, 12345.0, -9.99e12):
+        text = compact(value)
+        assert len(text) <= 8, text
+        assert float(text) == pytest.approx(value, rel=5e-3), text
+
+
+def test_comparison_summary_fits_80_columns(reference_runs: dict[bool, Run], mlp_bug: Path) -> None:
+    result = compare(reference_runs[True], run_script(mlp_bug))
+    table = result.summary().split("\n\n", 1)[1]
+    assert max(map(len, table.splitlines())) <= 80, table
+    wide = _transformer_like_run()
+    other = copy.deepcopy(wide)
+    other.steps[0].activations["ln_f"] = tensor_stats(torch.ones(3))
+    text = compare(wide, other).summary().split("\n\n", 1)[1]
+    assert max(map(len, text.splitlines())) <= 80, text
+    assert "blocks.0.attn.resid_drop" in text and "<- differs" in text, text
 
 
 # -- two models, one batch -------------------------------------------------------------------

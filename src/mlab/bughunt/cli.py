@@ -175,7 +175,7 @@ def inspect_(
         )
     first = comparison.first
     highlight = first.layer if first.kind in ("forward", "backward") else None
-    console.print(layer_table(comparison.b, first.step, highlight))
+    console.print(layer_table(comparison.b, first.step, highlight, console.width))
     style = "green" if first.kind == "none" else "bold red"
     console.print(Text(f"first divergence from the reference: {first.kind}", style=style))
     console.print(Text(first.detail))

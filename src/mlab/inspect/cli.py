@@ -4,6 +4,7 @@ did, where it first differs from another script, and what looks unhealthy; write
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -13,38 +14,110 @@ from rich.text import Text
 from mlab.errors import MlabError
 from mlab.inspect.compare import Comparison, compare
 from mlab.inspect.health import Finding, health
-from mlab.inspect.record import Run
+from mlab.inspect.record import Run, StepRecord
 from mlab.inspect.render import write_report
 from mlab.inspect.script import run_script
 
-__all__ = ["inspect_command", "layer_table"]
+__all__ = ["compact", "inspect_command", "layer_table"]
 
 
-def layer_table(run: Run, step: int = 0, highlight: str | None = None) -> Table:
+# columns left out, in this order, when the table would be wider than the terminal
+_OPTIONAL = ("sat.", "zero", "nan/inf")
+_NOTHING = {"sat.": "0%", "nan/inf": "0/0", "zero": "0%"}
+_NOTHING_SAID = {"sat.": "0% in every layer", "nan/inf": "none", "zero": "0% in every layer"}
+_MIN_NAME = 12  # names fold onto more lines down to this width
+
+
+def compact(x: float) -> str:
+    """``x`` to 3 significant digits in as few characters as possible: a table never needs
+    to cut a number.
+
+    >>> [compact(v) for v in (0.0, 123456.0, 0.0117, -0.000123, 5.7e-08, float("nan"))]
+    ['0', '1.23e5', '0.0117', '-1.23e-4', '5.7e-8', 'nan']
+    """
+    if not math.isfinite(x) or x == 0:
+        return f"{x:g}"
+    forms = [f"{x:.3g}", f"{x:.2e}"]
+    short = []
+    for form in forms:
+        if "e" in form:
+            mantissa, exponent = form.split("e")
+            if "." in mantissa:
+                mantissa = mantissa.rstrip("0").rstrip(".")
+            form = f"{mantissa}e{int(exponent)}"
+        short.append(form)
+    return min(short, key=len)
+
+
+def _width(columns: dict[str, list[str]]) -> int:
+    """Characters a rich table with these columns takes: each column as wide as its widest
+    cell, plus a space either side and a rule between columns and at both edges."""
+    return sum(max([len(c), *map(len, cells)]) + 3 for c, cells in columns.items()) + 1
+
+
+def layer_table(
+    run: Run, step: int = 0, highlight: str | None = None, width: int | None = None
+) -> Table:
     """A rich table of ``run``'s layers at ``step``: output mean/std/norm, fraction zero and
-    saturated, NaN/inf, and the gradient norm at the output; ``highlight`` in red."""
-    table = Table(title=f"{run.name}: layers at step {step} (forward order)", title_justify="left")
-    for column in ("layer", "type", "mean", "std", "norm", "zero", "sat.", "nan/inf", "grad"):
-        text = column in ("layer", "type")
-        # numbers and names are never cut; only a long type name may wrap
-        table.add_column(column, justify="left" if text else "right", no_wrap=column != "type")
-    if step >= len(run.steps):
-        return table
-    record = run.steps[step]
+    saturated, NaN/inf, and the gradient norm at the output; ``highlight`` in red.
+
+    Numbers are never cut (3 significant digits, see ``compact``). When the table would be
+    wider than ``width`` (default: the terminal's), optional columns that hold nothing (0%,
+    0/0) go first, then long names fold onto more lines, then the other optional columns go;
+    the caption names what is not shown."""
+    width = width if width is not None else Console().width
+    record = run.steps[step] if step < len(run.steps) else StepRecord(step)
+    columns: dict[str, list[str]] = {
+        c: [] for c in ("layer", "type", "mean", "std", "norm", "zero", "sat.", "nan/inf", "grad")
+    }
     for name, s in record.activations.items():
         grad = record.gradients.get(name)
-        table.add_row(
+        row = (
             name,
             run.module_types.get(name, "?"),
-            f"{s.mean:.3g}",
-            f"{s.std:.3g}",
-            f"{s.norm:.3g}",
+            compact(s.mean),
+            compact(s.std),
+            compact(s.norm),
             f"{s.frac_zero:.0%}",
             f"{s.frac_saturated:.0%}",
             f"{s.n_nan}/{s.n_inf}",
-            "—" if grad is None else f"{grad.norm:.3g}",
-            style="bold red" if name == highlight else None,
+            "—" if grad is None else compact(grad.norm),
         )
+        for column, cell in zip(columns, row, strict=True):
+            columns[column].append(cell)
+    # Too wide: first leave out the optional columns that say nothing (0% or 0/0 in every
+    # row); then let names fold onto more lines, down to _MIN_NAME characters; only then leave
+    # out optional columns that have something to say.
+    left_out = []
+    for column in _OPTIONAL:
+        if _width(columns) > width and set(columns[column]) <= {_NOTHING[column]}:
+            del columns[column]
+            left_out.append(f"{column} ({_NOTHING_SAID[column]})")
+    for column in _OPTIONAL:
+        folded = {c: [cell[:_MIN_NAME] for cell in columns[c]] for c in ("layer", "type")}
+        if column not in columns or _width({**columns, **folded}) <= width:
+            continue
+        del columns[column]
+        left_out.append(f"{column} (widen the terminal to see it)")
+    caption = f"not shown: {', '.join(left_out)}" if left_out else None
+    table = Table(
+        title=f"{run.name}: layers at step {step} (forward order)",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
+    for column, cells in columns.items():
+        number = column not in ("layer", "type")
+        table.add_column(
+            column,
+            justify="right" if number else "left",
+            no_wrap=number,
+            min_width=max([len(column), *map(len, cells)]) if number else None,
+            overflow="fold",
+        )
+    for i, name in enumerate(columns["layer"]):
+        style = "bold red" if name == highlight else None
+        table.add_row(*(cells[i] for cells in columns.values()), style=style)
     return table
 
 
@@ -95,7 +168,7 @@ def inspect_command(
     if comparison is not None and comparison.first.kind in ("forward", "backward"):
         highlight = comparison.first.layer
     for run in (a,) if b is None else (a, b):
-        console.print(layer_table(run, step, highlight))
+        console.print(layer_table(run, step, highlight, console.width))
     if comparison is not None:
         _print_comparison(console, comparison)
     for run in (a,) if b is None else (a, b):

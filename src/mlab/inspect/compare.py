@@ -93,22 +93,41 @@ class Comparison:
     first: Divergence
     rows: list[LayerDiff]
 
-    def summary(self) -> str:
-        """A plain-text table of the first divergent step (the last step when none is)."""
+    def summary(self, width: int = 80) -> str:
+        """A plain-text table of the first divergent step (the last step when none is), at
+        most ``width`` characters wide where it can be: names are never cut, so the type
+        column is left out when there is no room for it."""
         step = self.first.step
+        rows = [row for row in self.rows if row.step == step]
+        types = [
+            _type_name(row.name, self.a, self.b) if row.place in _MODULE_PLACES else ""
+            for row in rows
+        ]
+        diffs = [f"{row.rel_diff:.3g}" for row in rows]
+        columns: dict[str, list[str]] = {
+            "place": [str(r.place) for r in rows],
+            "name": [r.name for r in rows],
+            "type": types,
+        }
+        mark = "  <- differs"
+        fit = {c: max([len(c), *map(len, cells)]) for c, cells in columns.items()}
+        fit["rel. diff"] = max([len("rel. diff"), *map(len, diffs)])
+        if sum(fit.values()) + len(fit) - 1 + len(mark) > width:
+            del fit["type"]
+        head = " ".join(f"{c:>{w}}" if c == "rel. diff" else f"{c:<{w}}" for c, w in fit.items())
         lines = [
             f"a = {self.a.name}, b = {self.b.name}: first divergence: {self.first.kind}",
             self.first.detail,
             "",
-            f"{'place':<11} {'name':<32} {'type':<22} {'rel. diff':>10}",
+            head.rstrip(),
         ]
-        for row in self.rows:
-            if row.step == step:
-                kind = _type_name(row.name, self.a, self.b) if row.place in _MODULE_PLACES else ""
-                mark = "  <- differs" if row.differs else ""
-                lines.append(
-                    f"{row.place:<11} {row.name:<32.32} {kind:<22.22} {row.rel_diff:>10.3g}{mark}"
-                )
+        for i, row in enumerate(rows):
+            cells = {c: columns[c][i] for c in columns} | {"rel. diff": diffs[i]}
+            line = " ".join(
+                f"{cells[c]:>{w}}" if c == "rel. diff" else f"{cells[c]:<{w}}"
+                for c, w in fit.items()
+            )
+            lines.append(line + (mark if row.differs else ""))
         return "\n".join(lines)
 
 
