@@ -498,10 +498,12 @@ def test_verdict_agrees_with_torch_testing(dtype: torch.dtype, data: st.DataObje
     assert _our_verdict(actual, expected) == _torch_verdict(actual, expected), (actual, expected)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_verdict_agrees_with_torch_testing_across_the_boundary(dtype: torch.dtype) -> None:
+@functools.cache
+def _boundary(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every value on a grid, moved by 0.5 to 1.5 allowed differences and by a few ulps:
-    each element alone gets the same verdict from both. A tolerance off by 5% fails this."""
+    (actual, expected, torch.testing's verdict on each element alone). Cached: torch's
+    verdicts do not depend on mlab, and the mutation run (scripts/mutate_testing.py) calls
+    the test below once per mutant."""
     rtol, atol = {torch.float16: (1e-3, 1e-5), torch.float32: (1.3e-6, 1e-5)}.get(
         dtype, (1e-7, 1e-7)
     )
@@ -514,13 +516,22 @@ def test_verdict_agrees_with_torch_testing_across_the_boundary(dtype: torch.dtyp
     steps = torch.arange(-12, 13, dtype=bits)
     e2 = grid.to(dtype).repeat_interleave(len(steps))
     stepped = (e2.view(bits) + steps.repeat(len(grid))).view(dtype)
-    both_verdicts = set()
-    for actual, exp in [(moved.to(dtype), expected), (stepped, e2)]:
-        for a, e in zip(actual, exp, strict=True):
-            verdict = _torch_verdict(a, e)
-            assert _our_verdict(a, e) == verdict, (a.item(), e.item(), verdict)
-            both_verdicts.add(verdict)
-    assert both_verdicts == {True, False}
+    actual = torch.cat([moved.to(dtype), stepped])
+    expected = torch.cat([expected, e2])
+    verdicts = [_torch_verdict(a, e) for a, e in zip(actual, expected, strict=True)]
+    return actual, expected, torch.tensor(verdicts)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_verdict_agrees_with_torch_testing_across_the_boundary(dtype: torch.dtype) -> None:
+    """Each element of the grid gets the same verdict from both: every one torch passes
+    passes here, every one it fails is counted as a mismatch. A tolerance off by 5% fails
+    this."""
+    actual, expected, torch_passes = _boundary(dtype)
+    assert set(torch_passes.tolist()) == {True, False}
+    assert _our_verdict(actual[torch_passes], expected[torch_passes])
+    err = mismatch(actual[~torch_passes], expected[~torch_passes])
+    assert err.details["n_mismatched"] == int((~torch_passes).sum())
 
 
 def test_verdict_agreement_is_not_vacuous() -> None:
@@ -871,3 +882,218 @@ def test_loops_driven_from_c_are_caught(fn) -> None:
     details = info.value.details
     assert details["lines_small"] == details["lines_large"] == 1
     assert details["torch_calls_large"] >= details["torch_calls_small"] + 36
+
+
+# ----------------------------------------------------------------------------------------------
+# Every message path: `what` first, then the facts (pinned by scripts/mutate_testing.py)
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(MismatchError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_every_message_starts_with_what_it_names() -> None:
+    x = torch.zeros(2)
+    failing = [
+        (assert_close, (torch.zeros(2), torch.zeros(2, dtype=torch.float64))),
+        (assert_close, (torch.empty(2, device="meta"), x)),
+        (assert_close, ([0.0, 0.0], x)),
+        (assert_close, ([1], {"a": 1})),
+        (assert_close, (5, (1, 2))),
+        (assert_close, ((1, 2), (1, 2, 3))),
+        (assert_close, ("a", 1.0)),
+        (assert_close, (1.5, 1.0)),
+        (assert_close, ("a", "b")),
+        (assert_shape, ([1], (1,))),
+        (assert_shape, (x, (3,))),
+        (assert_shares_storage, (None, x)),
+        (assert_shares_storage, (x.clone(), x)),
+        (assert_not_shares_storage, (None, x)),
+        (assert_not_shares_storage, (x, x)),
+        (assert_unchanged, (x.unsqueeze(0), x)),
+    ]
+    for fn, args in failing:
+        text = _message(fn, *args, what="the thing")
+        assert text.startswith("the thing: "), (fn.__name__, args, text)
+        assert "the thing" not in text[len("the thing: ") :]
+
+
+def test_the_fallback_comparison_raises_on_strings_none_and_objects() -> None:
+    assert_equal("relu", "relu")
+    assert_equal(None, None)
+    assert _message(assert_equal, "gelu", "relu") == "output: expected 'relu', got 'gelu'"
+    assert _message(assert_close, 0, None) == "output: expected None, got 0"
+    assert _message(assert_close, object(), "x").startswith("output: expected 'x', got <object")
+    # == that returns an array (or raises) is a difference, not a crash
+    text = _message(assert_close, np.array([1, 2]), None)
+    assert text == "output: expected None, got ndarray(shape=(2,), dtype=int64)"
+
+
+def test_mappings_compare_their_values_with_tolerance() -> None:
+    assert_close({"w": torch.ones(3), "lr": 0.1 + 1e-9}, {"w": torch.ones(3), "lr": 0.1})
+    assert_close([torch.ones(2), 1.0 + 1e-9], (torch.ones(2), 1.0))
+
+
+def test_only_missing_or_only_unexpected_keys() -> None:
+    missing = _message(assert_close, {"a": 1}, {"a": 1, "b": 2})
+    assert missing == (
+        "output: keys differ: 1 missing, 0 unexpected (2 expected, 1 given)\n  missing (1): 'b'"
+    )
+    extra = _message(assert_close, {"a": 1, "b": 2}, {"a": 1})
+    assert extra == (
+        "output: keys differ: 0 missing, 1 unexpected (1 expected, 2 given)\n  unexpected (1): 'b'"
+    )
+
+
+def test_name_lists_wrap_exactly_at_80_columns_and_never_split_a_name() -> None:
+    # "  missing (10): " is 16 columns; each name below is 'k0'..'k9' plus padding.
+    ten = [f"k{i}" for i in range(10)]
+    text = _message(assert_close, {}, dict.fromkeys(ten, 0))
+    assert "(10): 'k0', 'k1'" in text
+    assert "more" not in text  # ten names: all of them, no count
+    # a first line of exactly 80 columns stays one line; 81 wraps
+    for width, lines in ((80, 1), (81, 2)):
+        name = "n" * (width - len("  missing (2): ''") - len(", 'b'"))
+        text = _message(assert_close, {}, {name: 0, "b": 0}).splitlines()[1:]
+        assert len(text) == lines, (width, text)
+        assert max(len(line) for line in text) <= 80 if lines == 2 else len(text[0]) == 80
+    long = "layer-" + "x" * 60 + "-weight-with-many-hyphens"
+    text = _message(assert_close, {}, {long: 0, "b": 0})
+    assert f"'{long}'" in text  # not cut at 80 columns, nor at its hyphens
+
+
+def test_describe_every_kind_of_value() -> None:
+    assert (
+        describe(torch.empty(3, device="meta")) == "Tensor(shape=(3,), dtype=float32, device=meta)"
+    )
+    assert describe(torch.eye(2).to_sparse()) == (
+        "Tensor(shape=(2, 2), dtype=float32, layout=sparse_coo)"
+    )
+    assert describe(torch.tensor([1 + 2j, 0.5 - 1j])) == (
+        "Tensor(shape=(2,), dtype=complex64, values=[1+2j, 0.5-1j])"
+    )
+    assert describe(torch.arange(7)) == (
+        "Tensor(shape=(7,), dtype=int64, values=[0, 1, 2, 3, 4, 5, ...])"
+    )
+    assert describe(torch.arange(6)) == "Tensor(shape=(6,), dtype=int64, values=[0, 1, 2, 3, 4, 5])"
+    assert describe(torch.zeros(1_000_000, dtype=torch.int8)).endswith(
+        "values=[0, 0, 0, 0, 0, 0, ...])"
+    )
+    assert describe(torch.zeros(1_000_001, dtype=torch.int8)) == (
+        "Tensor(shape=(1000001,), dtype=int8)"
+    )
+    assert describe(np.zeros((2, 3))) == "ndarray(shape=(2, 3), dtype=float64)"
+    assert describe(list(range(7))) == "[0, 1, 2, 3, 4, 5, ...]"
+    assert describe(list(range(6))) == "[0, 1, 2, 3, 4, 5]"
+    assert describe(list(range(5))) == "[0, 1, 2, 3, 4]"
+    assert describe([1]) == "[1]"
+    assert describe(0.1 + 0.2) == "0.3"
+    assert describe(True) == "True"
+    assert describe("a" * 78) == repr("a" * 78)  # 80 columns: shown whole
+    assert describe("a" * 79) == "'" + "a" * 76 + "..."
+    assert describe("a" * 50 + "b" * 50) == "'" + "a" * 50 + "b" * 26 + "..."
+
+
+def test_shape_hints_only_where_they_apply() -> None:
+    for actual, expected in [((2, 3, 4), (5, 6)), ((5, 6), (2, 3, 4)), ((1, 5), (3, 4))]:
+        text = _message(assert_close, torch.zeros(actual), torch.zeros(expected))
+        assert text == f"output: shape {actual} but expected {expected}", text
+
+
+def test_complex_values_are_measured_with_their_imaginary_part() -> None:
+    one = torch.tensor([1 + 1j])
+    err = mismatch(one + 2j, one)
+    assert "expected 1+1j, got 1+3j" in str(err)
+    assert err.details["max_abs_error"] == pytest.approx(2.0)
+    against_real = mismatch(torch.tensor([1 + 1j]), torch.tensor([1.0]), check_dtype=False)
+    assert against_real.details["max_abs_error"] == pytest.approx(1.0)
+
+
+def test_along_dim_0_lists_at_most_eight_rows_and_only_when_some_match() -> None:
+    def rows_line(n_rows: int, bad: list[int]) -> list[str]:
+        expected = torch.zeros(n_rows, 3)
+        actual = expected.clone()
+        actual[bad, 1] = 1.0
+        return [line for line in str(mismatch(actual, expected)).splitlines() if "dim 0" in line]
+
+    assert rows_line(9, list(range(8))) == [
+        "  along dim 0, only these indices differ: 0, 1, 2, 3, 4, 5, 6, 7"
+    ]
+    assert rows_line(10, list(range(9))) == [
+        "  along dim 0, only these indices differ: 0, 1, 2, 3, 4, 5, 6, 7, ..."
+    ]
+    assert rows_line(4, [0, 1, 2, 3]) == []  # every row differs: nothing to single out
+    assert rows_line(4, [2]) == ["  along dim 0, only these indices differ: 2"]
+    vector = torch.zeros(5)
+    text = str(mismatch(vector + torch.tensor([0, 0, 1.0, 0, 0]), vector))
+    assert "along dim 0, only these indices differ: 2" in text
+    assert "NaN or inf" not in text  # no non-finite mismatch, no line about them
+
+
+def test_python_numbers_nan_and_equal_nan() -> None:
+    nan = float("nan")
+    assert_close(nan, nan, equal_nan=True)
+    for actual, expected, equal_nan in [(nan, nan, False), (nan, 1.0, True), (1.0, nan, True)]:
+        text = _message(assert_close, actual, expected, equal_nan=equal_nan)
+        assert text.startswith("output: expected "), text
+    assert _message(assert_close, nan, 1.0).startswith("output: expected 1, got nan")
+    assert _message(assert_close, "1.0", 1.0) == "output: expected a number like 1.0, got '1.0'"
+    assert_equal(10**400, 10**400)  # ints never go through float
+    assert "expected 2, got 3" in _message(assert_equal, 3, 2)
+
+
+def test_shares_storage_over_one_byte() -> None:
+    a = np.zeros(1, dtype=np.uint8)
+    assert_shares_storage(torch.from_numpy(a), torch.from_numpy(a))
+    with pytest.raises(MismatchError):
+        assert_not_shares_storage(torch.from_numpy(a), torch.from_numpy(a))
+
+
+def test_assert_unchanged_lists_ten_changes_without_a_count() -> None:
+    x = torch.zeros(10)
+    before = x.clone()
+    x += 1
+    text = _unchanged_error(x, before)
+    assert "at index [9]: was 0, now 1" in text
+    assert "more" not in text
+
+
+def _sum_of_floats(x: torch.Tensor) -> torch.Tensor:
+    total = 0.0
+    for v in x.tolist():
+        total += v
+    return torch.tensor(total)
+
+
+def test_a_loop_over_python_numbers_is_caught_by_its_lines() -> None:
+    with pytest.raises(MismatchError) as info:
+        assert_no_python_loop(_sum_of_floats, _make_args, sizes=(4, 40))
+    details = info.value.details
+    assert details["torch_calls_small"] == details["torch_calls_large"]
+    assert details["lines_large"] > details["lines_small"]
+
+
+def test_chi_square_p_value_matches_scipy() -> None:
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 3, 7):
+        weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.1  # not normalised
+        counts = torch.randint(5, 60, (k,), generator=g)
+        expected = (weights / weights.sum() * counts.sum()).numpy()
+        want = stats.chisquare(counts.numpy(), expected).pvalue
+        assert chi_square_p_value(counts, weights) == pytest.approx(want, rel=1e-9)
+    # fewer than two classes of nonzero probability: nothing to test, p = 1
+    assert chi_square_p_value(torch.tensor([7, 0]), torch.tensor([1.0, 0.0])) == 1.0
+    assert chi_square_p_value(torch.tensor([7]), torch.tensor([1.0])) == 1.0
+
+
+def test_numbers_get_six_digits_then_as_many_as_tell_them_apart() -> None:
+    assert "expected 1.12346, got 2 (abs error" in _message(assert_close, 2.0, 1.1234567)
+    one_ulp_up = 1.0 + 2**-52
+    text = _message(assert_equal, 1.0, one_ulp_up)
+    assert "expected 1.0000000000000002, got 1 (abs error" in text
+    text = _message(assert_equal, one_ulp_up, 1.0)
+    assert "expected 1, got 1.0000000000000002 (abs error" in text
