@@ -298,8 +298,10 @@ def normalise_matches_torch_normalize(ns: Namespace) -> None:
     extra[1] = 0.0
     extra[2] = torch.tensor([1e-3, -2e-3, 0.0])
     for name, x in [*_matrices(9), ("a 4x3 matrix with a zero row, large and tiny rows", extra)]:
+        before = x.clone()
         with case(name, x=x):
-            assert_close(ns.normalise_rows(x), F.normalize(x, p=2.0, dim=1))
+            assert_close(ns.normalise_rows(x), F.normalize(before, p=2.0, dim=1))
+            assert_unchanged(x, before)
 
 
 @check("normalise_rows")

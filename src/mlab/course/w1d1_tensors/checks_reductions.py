@@ -70,10 +70,12 @@ def column_stats_match_numpy(ns: Namespace) -> None:
             torch.from_numpy(a.mean(axis=0, keepdims=True)).float(),
             torch.from_numpy(a.std(axis=0, ddof=0, keepdims=True)).float(),
         )
+        before = x.clone()
         with case(name, x=x):
             mean, std = ns.column_mean_std(x)
             assert_close(mean, expected[0], what="mean")
             assert_close(std, expected[1], what="std", rtol=1e-5)
+            assert_unchanged(x, before)
 
 
 @check("column_mean_std")
@@ -141,8 +143,10 @@ def running_mean_matches_prefix_means(ns: Namespace) -> None:
         n = a.shape[-1]
         prefix = [a[..., : i + 1].mean(axis=-1) for i in range(n)]
         expected = torch.from_numpy(np.stack(prefix, axis=-1) if n else a).float()
+        before = x.clone()
         with case(name, x=x):
             assert_close(ns.running_mean(x), expected)
+            assert_unchanged(x, before)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from mlab.testing import (
     assert_equal,
     assert_no_python_loop,
     assert_raises,
+    assert_unchanged,
     case,
     chi_square_p_value,
     expect,
@@ -156,7 +157,9 @@ def histogram_matches_histc(ns: Namespace) -> None:
     for what, x, bins, lo, hi in cases:
         with case(what, x=x, bins=bins, lo=lo, hi=hi):
             expected = torch.histc(x, bins=bins, min=lo, max=hi).long()
+            before = x.clone()
             assert_equal(ns.histogram(x, bins, lo, hi), expected)
+            assert_unchanged(x, before)
 
 
 @check("histogram")
@@ -489,7 +492,9 @@ def moving_average_matches_convolve(ns: Namespace) -> None:
             expected = np.stack([np.convolve(row, kernel, "valid") for row in rows])
             expected_t = torch.from_numpy(expected).reshape(*v.shape[:-1], -1).to(v.dtype)
             tol = 1e-5 if v.dtype == torch.float32 else 1e-10
+            before = v.clone()
             assert_close(ns.moving_average(v, window), expected_t, rtol=tol, atol=tol)
+            assert_unchanged(v, before)
 
 
 @check("moving_average")
