@@ -568,3 +568,20 @@ def test_a_benchmark_without_its_data_is_skipped_with_the_hint(monkeypatch, caps
     common.run("bench_y", lambda: ran.append("next"))
     assert ran == ["next"]
     assert capsys.readouterr().out == f"bench_x: skipped: {missing_data_hint(spec)}\n"
+
+
+def test_python_m_mlab_data(tmp_path, monkeypatch, capsys) -> None:
+    from mlab.data import __main__ as command
+
+    spec, _ = _fake_data_set(tmp_path / "data" / "tiny")
+    monkeypatch.setitem(command.DATA_SETS, "tiny", spec)
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "data"))
+    assert command.main(["tiny"]) == 0
+    assert f"Tiny: every file is there and verified, in {tmp_path / 'data' / 'tiny'}" in (
+        capsys.readouterr().out
+    )
+    assert command.main(["fashion"]) == 2
+    assert "unknown data set fashion; known: fashion-mnist, mnist, tiny" in capsys.readouterr().out
+    (tmp_path / "data" / "tiny" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not idx")
+    assert command.main(["tiny"]) == 2
+    assert "t10k-labels-idx1-ubyte.gz" in capsys.readouterr().err
