@@ -773,8 +773,8 @@ def test_case_shows_a_tensor_as_it_was_given() -> None:
     assert note.splitlines() == [
         "while checking: a 4-vector",
         "  x = Tensor(shape=(4,), dtype=float32, values=[0, 1, 2, 3])",
-        "    changed in place by the code under check, now Tensor(shape=(4,), "
-        "dtype=float32, values=[99, 1, 2, 3])",
+        "    changed in place by the code under check; it now holds",
+        "    Tensor(shape=(4,), dtype=float32, values=[99, 1, 2, 3])",
         "  k = 2",
     ]
 

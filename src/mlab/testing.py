@@ -170,7 +170,9 @@ def case(description: str, **inputs: Any) -> Iterator[None]:
             was = given.get(name, now)
             lines.append(f"  {name} = {was}")
             if was != now:
-                lines.append(f"    changed in place by the code under check, now {now}")
+                lines.append(
+                    f"    changed in place by the code under check; it now holds\n    {now}"
+                )
         exc.add_note("\n".join(lines))
         raise
 
