@@ -24,7 +24,15 @@ from transformers.models.resnet.modeling_resnet import (
 from mlab.course.engine.checks import Namespace, check
 from mlab.errors import DataError, MismatchError, StateDictError
 from mlab.models.resnet import hf_resnet_key, load_checked_state_dict
-from mlab.testing import assert_close, assert_raises, case, expect, generator, randn
+from mlab.testing import (
+    assert_close,
+    assert_equal,
+    assert_raises,
+    case,
+    expect,
+    generator,
+    randn,
+)
 
 f64 = torch.float64
 KeyMap = Callable[[str], str]
@@ -63,11 +71,8 @@ def _block_key(prefix: str, ours_prefix: str) -> KeyMap:
 def _load(ours: nn.Module, hf: nn.Module, key: KeyMap, what: str) -> None:
     expected = sorted(key(k) for k in hf.state_dict())
     got = sorted(ours.state_dict())
-    expect(
-        got == expected,
-        f"{what} should have exactly the parameters and buffers {expected} (torchvision's "
-        f"names), got {got}",
-    )
+    # lists of names that differ: the message names only the missing and unexpected ones
+    assert_equal(got, expected, what=f"{what}: parameter and buffer names (torchvision's)")
     try:
         load_checked_state_dict(ours, {key(k): v for k, v in hf.state_dict().items()})
     except StateDictError as err:
