@@ -162,9 +162,13 @@ def test_find_workspace_stops_at_the_first_marker(tmp_path: Path) -> None:
 def test_notebook_helper_from_the_workspace_folder(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Where Jupyter and VS Code start a kernel: the notebook's folder, `workspace/`."""
+    """Where Jupyter and VS Code start a kernel: the notebook's folder, `workspace/`. A cell's
+    code has no `__file__` (this test module's own would lead elsewhere)."""
     monkeypatch.chdir(project / "workspace")
-    assert check("w1d1", exercise=EX) is False
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    cell: dict[str, Any] = {"check": check, "__name__": "__main__"}
+    exec(f'ok = check("w1d1", exercise="{EX}")', cell)
+    assert cell["ok"] is False
     out = capsys.readouterr().out
     assert EX in out and "not started" in out
     assert recorded(project / "workspace") == {EX: "not started"}
