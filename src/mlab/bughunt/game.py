@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mlab.bughunt.catalogue import Bug, draw, target_path
 from mlab.errors import MlabError
+from mlab.invocation import mlab_command
 
 if TYPE_CHECKING:
     from mlab.inspect.compare import Comparison
@@ -105,7 +106,7 @@ def load_hunt(workspace: Path) -> Hunt | None:
     except (ValueError, TypeError, KeyError) as err:
         raise MlabError(
             f"{path} is not a bug hunt's state ({err}); delete it and start a new hunt with "
-            "`mlab bughunt new --target NAME --seed S`"
+            f"`{mlab_command()} bughunt new --target NAME --seed S`"
         ) from None
 
 
@@ -113,8 +114,9 @@ def _require(workspace: Path) -> Hunt:
     hunt = load_hunt(workspace)
     if hunt is None:
         raise MlabError(
-            f"no bug hunt in {workspace}: start one with `mlab bughunt new --target mlp --seed 0` "
-            "(`mlab bughunt list` shows the targets)"
+            f"no bug hunt in {workspace}: start one with "
+            f"`{mlab_command()} bughunt new --target mlp --seed 0` "
+            f"(`{mlab_command()} bughunt list` shows the targets)"
         )
     return hunt
 
@@ -127,7 +129,7 @@ def current(workspace: Path) -> tuple[Hunt, Bug]:
     if _sha256(bug.bugged) != hunt.sha256:
         raise MlabError(
             f"the hunt in {workspace / hunt.file} was started with another version of mlab, "
-            f"which hid another bug; start a new one with `mlab bughunt new --target "
+            f"which hid another bug; start a new one with `{mlab_command()} bughunt new --target "
             f"{hunt.target} --seed {hunt.seed} --force` (your file is kept)"
         )
     return hunt, bug
@@ -173,9 +175,9 @@ def new(workspace: Path, target: str, seed: int, force: bool = False) -> NewHunt
     if old is not None and unfinished and not force:
         raise MlabError(
             f"a bug hunt is in progress in {workspace / old.file} (target {old.target}, seed "
-            f"{old.seed}, {len(old.guesses)} guesses so far). Finish it (`mlab bughunt guess "
-            "FILE:LINE`, or `mlab bughunt reveal`), or pass --force to start another; nothing "
-            "was changed"
+            f"{old.seed}, {len(old.guesses)} guesses so far). Finish it "
+            f"(`{mlab_command()} bughunt guess FILE:LINE`, or `{mlab_command()} bughunt reveal`), "
+            "or pass --force to start another; nothing was changed"
         )
     pristine = workspace / PRISTINE / f"{target}.py"
     written_by_us = pristine.is_file() and text == pristine.read_text(encoding="utf-8")
@@ -203,7 +205,7 @@ def new(workspace: Path, target: str, seed: int, force: bool = False) -> NewHunt
 
 
 def _parse(spec: str, workspace: Path, hunt: Hunt, cwd: Path) -> tuple[Path, int]:
-    example = f"e.g. `mlab bughunt guess {hunt.file}:42`"
+    example = f"e.g. `{mlab_command()} bughunt guess {hunt.file}:42`"
     file_part, sep, line_part = spec.rpartition(":")
     if not sep or not file_part:
         raise MlabError(f"{spec!r} is not FILE:LINE; {example}")
