@@ -8,6 +8,9 @@ from typing import NamedTuple
 
 # Tests never reach the network: HuggingFace loads only what is cached or shipped in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Check runs start fresh workers: a warm server (mlab.course.engine.warm) would outlive the
+# tests. tests/test_warm.py turns it on for its own servers.
+os.environ["MLAB_WARM_WORKER"] = "0"
 
 # Triton decides whether to interpret kernels on the CPU when triton.language is first
 # imported, which torch itself may do early: decide before anything imports it.

@@ -316,14 +316,14 @@ def check_and_report(
         target, label = Target.file(path), str(path)
 
     if as_json:
-        results = run_checks(day, target, names)
+        results = run_checks(day, target, names, warm=True)
     else:
         with console.status(f"Checking {day.id} ({label})...") as status:
 
             def progress(i: int, r: Result) -> None:
                 status.update(f"Checking {day.id} ({label}): {r.exercise} {r.status}")
 
-            results = run_checks(day, target, names, on_result=progress)
+            results = run_checks(day, target, names, on_result=progress, warm=True)
 
     known: dict[str, str] = {}  # the last known status of every exercise checked so far
     if path is not None:
