@@ -100,7 +100,7 @@ def test_a_result_whose_shape_contradicts_the_arguments_fails() -> None:
         "-> Float[Tensor, 'n m']",
         "n=3 (from `a`)",
         "m=5 (from `b`)",
-        "shape (3, 5)",
+        "should have shape (3, 5)",
     )
     assert "Traceback" not in message
 

@@ -31,6 +31,7 @@ import collections.abc
 import functools
 import inspect
 import random
+import re
 import sys
 import textwrap
 import types
@@ -275,15 +276,21 @@ class _Walker:
             return f"It has {ndim} dimension{'s' * (ndim != 1)}; the annotation needs {needs}."
         single, variadic_memo = _bound_sizes()
         shape = _expected_shape(hint, single, variadic_memo)
-        bound = [
-            f"{name}={single[name]} (from `{self.sources[name]}`)"
-            if name in self.sources
-            else f"{name}={single[name]}"
-            for name in _dim_names(hint)
-            if name in single
-        ]
-        sizes = f"With {', '.join(bound)}, the" if bound else "The"
-        return f"{sizes} result should have shape {shape}."
+        sizes_of = {**single, **{f"*{k}": tuple(v[1]) for k, v in variadic_memo.items()}}
+        by_source: dict[str, list[str]] = {}  # " (from `x`)" -> ["batch=3", "seq=4"]
+        for name in _dim_names(hint):
+            if name in sizes_of:
+                source = self.sources.get(name)
+                where = f" (from `{source}`)" if source else " (from another part of the result)"
+                by_source.setdefault(where, []).append(f"{name}={sizes_of[name]}")
+        bound = [", ".join(names) + where for where, names in by_source.items()]
+        sizes = f"With {', '.join(bound)}, it" if bound else "It"
+        return f"{sizes} should have shape {shape}."
+
+
+def _has_array(hint: Any) -> bool:
+    """Whether a jaxtyping annotation appears anywhere in ``hint``."""
+    return _is_array(hint) or any(_has_array(a) for a in typing.get_args(hint))
 
 
 def _at(where: str, label: str) -> str:
@@ -301,7 +308,9 @@ def _flat_union(hint: Any) -> tuple[Any, ...]:
 
 
 def _dim_names(hint: Any) -> list[str]:
-    return [d.name for d in hint.dims if type(d).__name__ == "_NamedDim"]
+    """The named dims of a jaxtyping annotation, variadic ones as ``*name``."""
+    kinds = {"_NamedDim": "", "_NamedVariadicDim": "*"}
+    return [kinds[type(d).__name__] + d.name for d in hint.dims if type(d).__name__ in kinds]
 
 
 def _expected_shape(hint: Any, single: dict[str, int], variadic: dict[str, Any]) -> str:
@@ -354,8 +363,14 @@ def _is_tensor(value: Any) -> bool:
     return hasattr(value, "shape") and hasattr(value, "ndim") and hasattr(value, "dtype")
 
 
+_UNBROKEN = re.compile(r"\([^()]*\)|'[^']*'|`[^`]*`")  # shapes, dim strings, names
+
+
 def _wrap(text: str) -> list[str]:
-    return textwrap.wrap(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+    """``text`` wrapped to the panel's width, never inside a shape, a quote or a name."""
+    glued = _UNBROKEN.sub(lambda m: m.group().replace(" ", "\0"), text)
+    lines = textwrap.wrap(glued, WIDTH, break_long_words=False, break_on_hyphens=False)
+    return [line.replace("\0", " ") for line in lines]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,10 +401,15 @@ def _checked_function(
     written = ref.__annotations__.get("return")
     annotation = written if isinstance(written, str) else hint_text(returns)
     signature = inspect.signature(ref)
+    # Only arguments with tensor annotations bind dimensions, and only a result with one needs
+    # them: the others are not looked at (a check calling an exercise 1000 times stays fast).
     params = {
         p.name: hints[p.name]
         for p in signature.parameters.values()
-        if p.name in hints and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if p.name in hints
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and _has_array(hints[p.name])
+        and _has_array(returns)
     }
 
     @functools.wraps(fn)
@@ -422,21 +442,26 @@ def _bind_arguments(
 ) -> bool:
     """Match the arguments to their annotations in the current jaxtyping context, binding
     their dimensions and noting which argument bound each. False when one does not fit."""
+    if not params:
+        return True
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError:
         return False
     bound.apply_defaults()
-    single = _bound_sizes()[0]
     for param, hint in params.items():
         if param not in bound.arguments:
             continue
-        before = set(single)
+        before = _bound_names()
         if walker.mismatch(bound.arguments[param], hint) is not None:
             return False
-        single = _bound_sizes()[0]
-        walker.sources.update(dict.fromkeys(set(single) - before, param))
+        walker.sources.update(dict.fromkeys(_bound_names() - before, param))
     return True
+
+
+def _bound_names() -> set[str]:
+    single, variadic = _bound_sizes()
+    return {*single, *(f"*{name}" for name in variadic)}
 
 
 def _ours(cls: type) -> bool:
