@@ -110,7 +110,9 @@ def split_heads(
     return einops.rearrange(x, "b s (h d) -> b h s d", h=n_heads)
 
 
-def merge_heads(x: Float[Tensor, "batch heads seq d_head"]) -> Float[Tensor, "batch seq d_model"]:
+def merge_heads(
+    x: Float[Tensor, "batch heads seq d_head"],
+) -> Float[Tensor, "batch seq heads*d_head"]:
     """Undo :func:`split_heads`: concatenate the heads of each position into one vector of size
     ``heads * d_head``, head 0 first, with ``einops.rearrange``."""
     return einops.rearrange(x, "b h s d -> b s (h d)")

@@ -310,7 +310,13 @@ def _flat_union(hint: Any) -> tuple[Any, ...]:
 def _dim_names(hint: Any) -> list[str]:
     """The named dims of a jaxtyping annotation, variadic ones as ``*name``."""
     kinds = {"_NamedDim": "", "_NamedVariadicDim": "*"}
-    return [kinds[type(d).__name__] + d.name for d in hint.dims if type(d).__name__ in kinds]
+    names = []
+    for d in hint.dims:
+        if type(d).__name__ in kinds:
+            names.append(kinds[type(d).__name__] + d.name)
+        elif type(d).__name__ == "_SymbolicDim":  # the names in "heads*d_head"
+            names += re.findall(r"[A-Za-z_]\w*", d.elem)
+    return names
 
 
 def _expected_shape(hint: Any, single: dict[str, int], variadic: dict[str, Any]) -> str:
@@ -324,8 +330,11 @@ def _expected_shape(hint: Any, single: dict[str, int], variadic: dict[str, Any])
         elif kind == "_NamedVariadicDim":
             bound = variadic.get(dim.name)
             parts.extend(str(s) for s in bound[1]) if bound else parts.append(f"*{dim.name}")
-        elif kind == "_SymbolicDim":
-            parts.append(dim.elem)
+        elif kind == "_SymbolicDim":  # an expression such as "heads*d_head"
+            try:
+                parts.append(str(eval(dim.elem, {"__builtins__": {}}, dict(single))))
+            except Exception:  # a name in it is not bound: show the expression
+                parts.append(dim.elem)
         elif kind == "_AnonymousVariadicDim":
             parts.append("...")
         else:
