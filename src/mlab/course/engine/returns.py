@@ -89,7 +89,7 @@ def _dtype(x: Any) -> str:
 
 
 def _what(value: Any) -> str:
-    """A short phrase for a returned value: 'a list of 3', 'a 0-d tensor (int64)'."""
+    """A short phrase for a returned value: 'a list of 3 ints', 'a 0-d int64 tensor'."""
     if value is None:
         return "None"
     if hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -101,7 +101,14 @@ def _what(value: Any) -> str:
         shown = repr(value)
         return f"{_a(type(value).__name__)} ({shown if len(shown) <= 20 else shown[:17] + '...'})"
     if isinstance(value, (list, tuple, dict, set, frozenset)):
-        return f"{_a(type(value).__name__)} of {len(value)}"
+        kind = type(value).__name__
+        if not value:
+            return f"an empty {kind}"
+        if isinstance(value, dict):
+            return f"a {kind} of {len(value)} item{'s' * (len(value) != 1)}"
+        kinds = sorted({type(v).__name__ for v in value})
+        items = kinds[0] if len(kinds) == 1 else "value"
+        return f"a {kind} of {len(value)} {items}{'s' * (len(value) != 1)}"
     return _a(type(value).__name__)
 
 
