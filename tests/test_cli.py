@@ -177,7 +177,9 @@ def test_check_one_exercise_then_list_and_status_show_progress(ws: Path) -> None
     status = invoke("status", "--dir", ws)
     assert re.search(rf"w1d1.*1/{len(DAY.exercises)}.*{DAY.workspace_filename}", status)
     assert f"progress in {ws}" in status
-    assert f"Next: `mlab start w1d1 --dir {ws}` or `mlab check w1d1 --dir {ws}`." in status
+    assert f"Next: `mlab check w1d1 --dir {ws}`, after editing {DAY.workspace_filename}." in status
+    fresh = invoke("status", "--dir", ws.parent / "elsewhere")
+    assert f"Next: `mlab start w1d1 --dir {ws.parent / 'elsewhere'}`." in fresh
 
 
 def test_check_without_a_file_says_how_to_make_one(ws: Path) -> None:

@@ -436,9 +436,10 @@ def status(directory: DirOption = None) -> None:
                 )
             )
     d = _current_day(directory)
+    started = learner_file(d, None, directory).exists()
     console.print(
-        f"Next: {command('start', d.id, options=where)} or "
-        f"{command('check', d.id, options=where)}.",
+        f"Next: {command('check' if started else 'start', d.id, options=where)}"
+        + (f", after editing {d.workspace_filename}." if started else "."),
         markup=False,
         highlight=False,
     )
