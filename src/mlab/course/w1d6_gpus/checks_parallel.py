@@ -91,6 +91,20 @@ def flatten_matches_torch(ns: Namespace) -> None:
         assert_equal(got, t.reshape(-1))
         got.fill_(0)
         expect(bool(t.ne(0).all()), "writing into the result changed the input: copy it")
+    for dtype in (torch.float16, torch.float64):
+        ts = [
+            torch.empty(2, 3, dtype=dtype, device="meta"),
+            torch.empty(4, dtype=dtype, device="meta"),
+        ]
+        with case(f"two {dtype} tensors of shapes (2,3) and (4,) on the meta device"):
+            got = ns.flatten_bucket(ts)
+            want = _flatten_dense_tensors(ts)  # type: ignore[no-untyped-call]
+            expect(
+                (got.device, got.dtype, tuple(got.shape)) == (want.device, want.dtype, (10,)),
+                f"the result is on {got.device}, {got.dtype}, shape {tuple(got.shape)}; "
+                f"expected {want.device}, {want.dtype}, shape (10,): create it where the "
+                "tensors are (torch.cat does; torch.empty needs device= and dtype=)",
+            )
 
 
 @check("unflatten_bucket")
@@ -203,10 +217,14 @@ def _fake_allreduce(net: nn.Module, ns: Namespace, cap_mb: float | None) -> list
 
 @check("allreduce_gradients")
 def allreduce_averages_in_buckets(ns: Namespace) -> None:
-    for cap_mb in (None, 1e-4, 60 / 2**20, 0.0):
+    # 64 bytes: a.weight (48) and a.bias (16) fill a bucket exactly, so they share it
+    for cap_mb in (None, 1e-4, 60 / 2**20, 64 / 2**20, 0.0):
         net = _net_with_grads(1)
         net.c.bias.grad = None
-        label = "the default cap (25 MB)" if cap_mb is None else f"bucket_cap_mb={cap_mb:.3g}"
+        if cap_mb is None:
+            label = "the default cap (25 MB)"
+        else:
+            label = f"bucket_cap_mb={cap_mb:.3g} ({cap_mb * 2**20:.0f} bytes)"
         with case(f"a float32/float64 net, 3 simulated ranks, c.bias without grad, {label}"):
             calls = _fake_allreduce(net, ns, cap_mb)
             want = _expected_buckets(net, 25.0 if cap_mb is None else cap_mb)

@@ -5,12 +5,22 @@ Without a CUDA device the kernels run in Triton's interpreter on the CPU
 on it. Every input lives inside a larger buffer filled with NaN, so a kernel that reads past
 the end of its tensor (a missing or off-by-one mask) produces NaN; every output lives inside a
 buffer filled with a sentinel value, so a kernel that writes past its output is caught. Sizes
-are not multiples of the block sizes, so the last block of every launch is partial."""
+are not multiples of the block sizes, so the last block of every launch is partial.
+
+In the interpreter two things a GPU would expose are made visible (``_watched``): a masked
+load without ``other`` gives NaN in its masked-off lanes (on a GPU they hold whatever was
+there), and two programs storing different values to one address with a plain
+``tl.store`` is reported as a race (on a GPU the programs run at the same time and one write
+is lost; the interpreter runs them one after another, so the sum would come out right)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,15 +34,105 @@ SENTINEL = 12345.0
 PAD = 8
 
 
-def _launch(kernel: Any, grid: tuple[int, ...], *args: Any, **constexprs: int) -> None:
-    """``kernel[grid](*args, **constexprs)``; the interpreter wraps an error raised inside the
-    kernel in ``InterpreterError``: re-raise the original (a stub's NotImplementedError says
-    "not started", any other error points into the kernel's code)."""
+class _Watch:
+    """What the interpreter saw during one launch (see ``_watched``)."""
+
+    def __init__(self) -> None:
+        self.races: list[tuple[tuple[int, ...], tuple[int, ...], int]] = []
+        self.undefined_lanes = False  # a masked load without other= had masked-off lanes
+
+
+@contextlib.contextmanager
+def _watched() -> Iterator[_Watch]:
+    """In Triton's interpreter: masked-off lanes of a load without ``other`` read NaN, and
+    plain stores are recorded per program, two programs storing different values to one
+    address being a race.
+    Outside the interpreter (a real GPU) it does nothing."""
+    watch = _Watch()
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        yield watch
+        return
+    from triton.runtime import interpreter  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    builder = interpreter.InterpreterBuilder
+    load, store = builder.create_masked_load, builder.create_masked_store
+    writer: dict[int, tuple[tuple[int, ...], Any]] = {}
+
+    def poisoned_load(self: Any, ptrs: Any, mask: Any, other: Any, *args: Any) -> Any:
+        dtype = interpreter._get_np_dtype(ptrs.get_element_ty())
+        if other is None and np.issubdtype(dtype, np.floating):
+            watch.undefined_lanes |= not bool(np.all(mask.data))
+            nan = np.full(ptrs.data.shape, np.nan, dtype=dtype)
+            other = interpreter.TensorHandle(nan, ptrs.get_element_ty())
+        return load(self, ptrs, mask, other, *args)
+
+    def recorded_store(self: Any, ptrs: Any, value: Any, mask: Any, *args: Any) -> Any:
+        # Storing the value another program stored is harmless (an edge tile writing a
+        # wrapped row again); storing another one is a race whoever comes last.
+        program = tuple(self.grid_idx)
+        on = np.broadcast_to(np.asarray(mask.data, dtype=bool), np.shape(ptrs.data))
+        values = np.broadcast_to(np.asarray(value.data), np.shape(ptrs.data))[on]
+        for address, v in zip(np.asarray(ptrs.data)[on].ravel(), values.ravel(), strict=True):
+            first, stored = writer.setdefault(int(address), (program, v))
+            if first != program and stored != v and not watch.races:
+                watch.races.append((first, program, int(address)))
+        return store(self, ptrs, value, mask, *args)
+
+    builder.create_masked_load, builder.create_masked_store = poisoned_load, recorded_store
     try:
-        kernel[grid](*args, **constexprs)
+        yield watch
+    finally:
+        builder.create_masked_load, builder.create_masked_store = load, store
+
+
+def _where(kernel: Any, args: tuple[Any, ...], address: int) -> str:
+    """``address`` as an element of one of the kernel's tensor arguments, by its name."""
+    names = list(getattr(kernel, "arg_names", [])) or [f"argument {i}" for i in range(len(args))]
+    for name, arg in zip(names, args, strict=False):
+        if isinstance(arg, Tensor) and arg.numel():
+            offset, rest = divmod(address - arg.data_ptr(), arg.element_size())
+            if rest == 0 and 0 <= offset < arg.untyped_storage().nbytes() // arg.element_size():
+                return f"{name} + {offset}"
+    return f"address {address}"
+
+
+def _launch(kernel: Any, grid: tuple[int, ...], *args: Any, **constexprs: int) -> _Watch:
+    """``kernel[grid](*args, **constexprs)``, watched (``_watched``); the interpreter wraps an
+    error raised inside the kernel in ``InterpreterError``: re-raise the original (a stub's
+    NotImplementedError says "not started", any other error points into the kernel's code)."""
+    with _watched() as watch:
+        try:
+            kernel[grid](*args, **constexprs)
+        except Exception as exc:
+            if type(exc).__name__ == "InterpreterError" and exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
+    races = [
+        f"programs {a} and {b} both wrote {_where(kernel, args, at)}" for a, b, at in watch.races
+    ]
+    expect(
+        not races,
+        "two programs wrote different values to the same memory with a plain tl.store "
+        f"({'; '.join(races)}): on a GPU the programs run at the same time, so one reads "
+        "the old value and its write overwrites the other's. Combine results across "
+        "programs with an atomic (tl.atomic_add), or give each program its own part of "
+        "the output",
+    )
+    return watch
+
+
+@contextlib.contextmanager
+def _explained(watch: _Watch) -> Iterator[None]:
+    """A failure after a masked load without ``other=`` says what those lanes held."""
+    try:
+        yield
     except Exception as exc:
-        if type(exc).__name__ == "InterpreterError" and exc.__cause__ is not None:
-            raise exc.__cause__ from None
+        if watch.undefined_lanes:
+            exc.add_note(
+                "a tl.load with a mask but no other= read NaN in its masked-off lanes here (on "
+                "a GPU they hold whatever was in the registers): pass other= with the value "
+                "that changes nothing (0.0 for a sum, -inf for a max)"
+            )
         raise
 
 
@@ -89,7 +189,7 @@ def _run_softmax(ns: Namespace, x: Tensor, block: int, what: str) -> None:
         inp = _in_nan(x)
         out, buf = _out(rows, cols + 3)
         out = out[:, :cols]
-        _launch(
+        watch = _launch(
             ns.softmax_kernel,
             (rows,),
             out,
@@ -99,7 +199,9 @@ def _run_softmax(ns: Namespace, x: Tensor, block: int, what: str) -> None:
             cols,
             BLOCK_SIZE=block,
         )
-        assert_close(out.cpu(), torch.softmax(x.double(), -1).float(), rtol=1e-5, atol=1e-6)
+        with _explained(watch):
+            want = torch.softmax(x.double(), -1).float()
+            assert_close(out.cpu(), want, rtol=1e-5, atol=1e-6)
         _untouched(buf, (rows, cols))
 
 
@@ -132,7 +234,7 @@ def _run_matmul(ns: Namespace, m: int, k: int, n: int, blocks: tuple[int, int, i
         c = out.t()  # column-major C
         grid = (_cdiv(m, bm), _cdiv(n, bn))
         args: list[Any] = [*a_in.stride(), *b_in.stride(), *c.stride()]
-        _launch(
+        watch = _launch(
             ns.matmul_kernel,
             grid,
             a_in,
@@ -146,7 +248,8 @@ def _run_matmul(ns: Namespace, m: int, k: int, n: int, blocks: tuple[int, int, i
             BLOCK_N=bn,
             BLOCK_K=bk,
         )
-        assert_close(c.cpu(), (a.double() @ b.double()).float(), rtol=1e-4, atol=1e-4)
+        with _explained(watch):
+            assert_close(c.cpu(), (a.double() @ b.double()).float(), rtol=1e-4, atol=1e-4)
         _untouched(buf, (n, m))
 
 
@@ -162,8 +265,10 @@ def _run_sum(ns: Namespace, x: Tensor, block: int, what: str) -> None:
     with case(f"{what}: {n} elements, BLOCK_SIZE={block}", x=x):
         out, buf = _out(1)
         out.zero_()
-        _launch(ns.sum_kernel, (_cdiv(n, block),), _in_nan(x), out, n, BLOCK_SIZE=block)
-        assert_close(out.cpu()[0], x.double().sum().float(), rtol=1e-5, atol=1e-4, what="sum")
+        watch = _launch(ns.sum_kernel, (_cdiv(n, block),), _in_nan(x), out, n, BLOCK_SIZE=block)
+        with _explained(watch):
+            want = x.double().sum().float()
+            assert_close(out.cpu()[0], want, rtol=1e-5, atol=1e-4, what="sum")
         _untouched(buf, (1,))
 
 
