@@ -125,3 +125,28 @@ def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not warm.enabled()
     monkeypatch.setenv("MLAB_WARM_WORKER", "1")
     assert warm.enabled() == (sys.platform == "linux")
+
+
+def test_modules_in_the_current_folder_import_as_in_a_fresh_worker(
+    sockets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m` puts the current folder first on sys.path; a forked worker does the same
+    with the folder of the command that asked for it, not the server's."""
+    (tmp_path / "my_offsets.py").write_text(
+        "def offset(index, stride, offset=0):\n    return 'from my_offsets'\n"
+    )
+    (tmp_path / "ws").mkdir()
+    body = "from my_offsets import offset as element_offset\n"
+    path = _file(tmp_path / "ws", body)
+    monkeypatch.chdir(tmp_path)
+    [result] = run_checks(get_day("w1d1"), Target.file(path), ["element_offset"], warm=True)
+    assert result.status == "fail", result.message  # imported, and wrong
+    assert "returned a str" in result.message
+
+
+def test_a_folder_others_can_reach_is_not_used(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o700)
+    assert warm._private(folder)
+    folder.chmod(0o770)
+    assert not warm._private(folder)

@@ -90,6 +90,12 @@ def _socket_path(fp: str) -> Path:
     return folder / f"worker-{fp}.sock"
 
 
+def _private(folder: Path) -> bool:
+    """Whether only we can reach ``folder`` (else another user could pose as the server)."""
+    st = folder.stat()
+    return st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
+
+
 class _Lines:
     """The child's output lines; the server's closing ``exit`` line is taken out and kept."""
 
@@ -182,6 +188,8 @@ def connect(
     Returns None when that fails (the caller then starts a worker the ordinary way)."""
     fp = fingerprint(env)
     path = _socket_path(fp)
+    if not _private(path.parent):
+        return None
     request = {"fingerprint": fp, "cwd": os.getcwd(), "env": env, "day": day}
     if path.exists():
         forked = _try_connect(path, request, stderr_fd)
@@ -196,7 +204,8 @@ def connect(
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=env,
-            start_new_session=True,  # it outlives this command
+            cwd="/",  # it outlives this command: hold no folder of the user's
+            start_new_session=True,
             close_fds=True,
         )
     deadline = time.monotonic() + start_timeout
@@ -255,6 +264,9 @@ def _child(conn: socket.socket, request: dict[str, Any], stderr_fd: int) -> None
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
+    # `python -m` puts its start folder first on sys.path: be the client's, as a fresh worker is
+    if sys.path and sys.path[0] == "/":
+        sys.path[0] = request["cwd"]
     os.write(1, (json.dumps({"event": "forked", "pid": os.getpid()}) + "\n").encode())
 
     from mlab.course.engine import worker
