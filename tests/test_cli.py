@@ -547,3 +547,22 @@ def test_bughunt_misspelt_target_gets_did_you_mean(ws: Path) -> None:
     assert result.exit_code == 2
     assert "no bug-hunt target 'mpl'. Did you mean mlp?" in " ".join(result.output.split())
     assert not (ws / "bughunt").exists()
+
+
+def test_printed_commands_are_never_split_across_lines() -> None:
+    """Prose wraps at the terminal's width, but a command in backticks moves to the next line
+    whole, so it can be copied and run as printed."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from mlab.course.engine.report import say
+
+    out = StringIO()
+    command = "`.venv/bin/mlab check w1d1 --exercise contiguous_strides`"
+    text = f"Next: implement `contiguous_strides` (part 1, about 5 min), then run {command}."
+    say(Console(file=out, width=80), text)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert any(command in line for line in lines), lines
+    assert " ".join(lines) == text

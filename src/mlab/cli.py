@@ -34,6 +34,7 @@ from mlab.course.engine.report import (
     default_workspace,
     learner_file,
     load_error_line,
+    say,
 )
 from mlab.course.engine.store import ProgressStore
 from mlab.course.engine.stubgen import exercise_source, workspace_source
@@ -130,11 +131,10 @@ def list_days(
             table.add_row(d.id, Text(d.title), f"{passing}/{len(d.exercises)}", Text(summary))
         console.print(table)
         where = _dir_option(directory)
-        console.print(
+        say(
+            console,
             f"{command('list', 'DAY', options=where)} shows a day's exercises; "
             f"{command('start', 'DAY', options=where)} begins one.",
-            markup=False,
-            highlight=False,
         )
         return
     d = get_day(day)
@@ -181,12 +181,11 @@ def list_days(
         line = load_error_line(failure)
         at = f" (line {line})" if line else ""
         check = command("check", d.id, options=_dir_option(directory))
-        console.print(
-            Text(
-                f"Your file did not load when last checked{at}, so these are the results from "
-                f"before. {check} shows the error.",
-                style="yellow",
-            )
+        say(
+            console,
+            f"Your file did not load when last checked{at}, so these are the results from "
+            f"before. {check} shows the error.",
+            style="yellow",
         )
 
 
@@ -257,16 +256,18 @@ def start(
             if importlib.util.find_spec("jupyterlab") is not None
             else "JupyterLab"
         )
-        console.print(
-            f"Open the notebook with {escape(lab)}, or in VS Code with the kernel "
+        say(
+            console,
+            f"Open the notebook with {lab}, or in VS Code with the kernel "
             f"`{KERNEL_NAME}`. Checks read the saved notebook: save it (Ctrl+S) before its "
-            f"last cell runs them. {escape(read)} shows the instructions.\n"
+            f"last cell runs them. {read} shows the instructions.\n",
         )
     else:
         to_notebook = command("start", d.id, "--notebook", options=dir_option)
-        console.print(
-            f"Edit it in any editor; {escape(to_notebook)} pairs it with a Jupyter notebook. "
-            f"{escape(read)} shows the instructions.\n"
+        say(
+            console,
+            f"Edit it in any editor; {to_notebook} pairs it with a Jupyter notebook. "
+            f"{read} shows the instructions.\n",
         )
     check_and_report(d, directory=directory, console=console)
 
@@ -366,9 +367,7 @@ def hint(
         console.print(f"Run the same command again for hint {revealed + 1}.")
     else:
         solution = command("solution", d.id, ex.name)
-        console.print(
-            f"That was the last hint. {solution} shows the answer.", markup=False, highlight=False
-        )
+        say(console, f"That was the last hint. {solution} shows the answer.")
 
 
 @app.command()
@@ -427,21 +426,19 @@ def status(directory: DirOption = None) -> None:
         if failure is not None:
             line = load_error_line(failure)
             at = f" (line {line})" if line else ""
-            console.print(
-                Text(
-                    f"{d.id}: your file did not load when last checked{at}, so the results "
-                    f"above are from before. {command('check', d.id, options=where)} shows the "
-                    "error.",
-                    style="yellow",
-                )
+            say(
+                console,
+                f"{d.id}: your file did not load when last checked{at}, so the results "
+                f"above are from before. {command('check', d.id, options=where)} shows the "
+                "error.",
+                style="yellow",
             )
     d = _current_day(directory)
     started = learner_file(d, None, directory).exists()
-    console.print(
+    say(
+        console,
         f"Next: {command('check' if started else 'start', d.id, options=where)}"
         + (f", after editing {d.workspace_filename}." if started else "."),
-        markup=False,
-        highlight=False,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "learner_file",
     "next_step",
     "results_table",
+    "say",
 ]
 
 STATUS_STYLE = {
@@ -115,6 +116,26 @@ def command(*words: str, options: tuple[str, ...] = ()) -> str:
     ``command("check", "w1d1")`` is ```.venv/bin/mlab check w1d1``` when ``mlab`` is not on the
     PATH. ``options`` (``("--dir", "ws")``) follow the words."""
     return "`" + " ".join([mlab_command(), *words, *map(shlex.quote, options)]) + "`"
+
+
+_WORDS = re.compile(r"`[^`]*`\S*|\S+")
+
+
+def say(console: Console, text: str, style: str = "") -> None:
+    """Print ``text`` wrapped at the console's width, never inside a `command`: a command in
+    backticks moves to the next line whole, so it can be copied and runs as printed."""
+    width = max(console.width, 20)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in _WORDS.findall(paragraph):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    console.print(Text("\n".join(lines), style=style), soft_wrap=True)
 
 
 def results_table(day: Day, results: list[Result], title: str) -> Table:
@@ -344,5 +365,5 @@ def check_and_report(
         options = _options(file, directory)
         print_results(day, results, console, f"{day.id} {day.title}: {label}", options=options)
         if not reference:
-            console.print(Text(next_step(day, results, known, options=options)))
+            say(console, next_step(day, results, known, options=options))
     return all(r.passed or r.status == "skipped" for r in results)
