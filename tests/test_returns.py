@@ -182,7 +182,7 @@ def test_generators_none_and_unannotated_returns_are_left_alone() -> None:
         yield [1, 2]  # not the promised tuple, but a generator's items are not checked
 
     minibatches = _ns("w1d2", minibatches=gen).minibatches
-    assert minibatches is gen
+    assert list(minibatches(None, None, 2)) == [[1, 2]]
     sgd_step = _ns("w1d2", sgd_step=lambda *a: "anything").sgd_step  # promises None
     assert sgd_step() == "anything"
     assert returns_checked(len, len, "len", dict) is len  # not a Python function
@@ -320,3 +320,32 @@ def test_every_reference_return_annotation_resolves(day: Any) -> None:
         for fn in [ref] if inspect.isfunction(ref) else methods:
             hints = typing.get_type_hints(fn, include_extras=True)
             assert "return" in hints, f"{ex.ref}: {fn.__qualname__} has no return annotation"
+
+
+def test_a_generator_exercise_must_return_something_to_iterate() -> None:
+    """named_members is a generator in the reference: a learner's version that forgot its
+    `yield` returns None, which is named here rather than crashing the check that loops."""
+    ns = _ns("w1d4", named_members=lambda module, members_of, *a, **k: None)
+    _fails(lambda: ns.named_members(None, None), "`named_members` returned None", "yield")
+    ns = _ns("w1d4", named_members=lambda module, members_of, *a, **k: [("w", 1)])
+    assert list(ns.named_members(None, None)) == [("w", 1)]  # any iterable will do
+
+
+def test_the_fields_of_a_returned_dataclass_are_checked() -> None:
+    """Two arguments swapped in a dataclass's constructor give an object of the right class
+    holding the wrong things: its fields are held to their annotations (one level deep)."""
+    from mlab.inspect.compare import Comparison, compare
+
+    def swapped(a: Any, b: Any, *, rtol: float = 1e-4) -> Any:
+        right = compare(a, b, rtol=rtol)
+        return Comparison(right.a, right.b, right.rows, right.first)  # type: ignore[arg-type]
+
+    from mlab.inspect.record import Run
+
+    run = Run(name="a", steps=[], losses=[], module_types={})
+    assert isinstance(_ns("w1d7", compare=compare).compare(run, run), Comparison)
+    _fails(
+        lambda: _ns("w1d7", compare=swapped).compare(run, run),
+        "field `first` of the Comparison",
+        "Divergence",
+    )

@@ -28,6 +28,7 @@ subclassing and ``copy.deepcopy`` behave as without the check.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import functools
 import inspect
 import random
@@ -163,6 +164,7 @@ class _Walker:
     def __init__(self, aliases: Callable[[], Mapping[type, type]], sources: dict[str, str]):
         self._aliases = aliases
         self.sources = sources  # dim name -> the argument that bound it
+        self._nested = False  # inside a returned dataclass's fields
 
     def mismatch(self, value: Any, hint: Any, where: str = "") -> _Mismatch | None:
         """The first part of ``value`` that does not fit ``hint`` (None when all fits)."""
@@ -175,7 +177,11 @@ class _Walker:
                 return None
             return _Mismatch(where, hint, value, self._array_detail(value, hint))
         if isinstance(hint, type) and typing.get_origin(hint) is None:
-            return None if self._is_instance(value, hint) else _Mismatch(where, hint, value)
+            if not self._is_instance(value, hint):
+                return _Mismatch(where, hint, value)
+            if dataclasses.is_dataclass(hint) and isinstance(value, hint) and not self._nested:
+                return self._fields(value, hint, where)
+            return None
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if origin is typing.Annotated:
             return self.mismatch(value, args[0], where)
@@ -193,6 +199,28 @@ class _Walker:
         if not isinstance(value, origin):
             return _Mismatch(where, hint, value)
         return self._items(value, hint, origin, args, where)
+
+    def _fields(self, value: Any, cls: type, where: str) -> _Mismatch | None:
+        """The fields of a returned dataclass against their annotations (one level deep, in
+        a shape context of their own): two arguments swapped in its constructor show here."""
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except Exception:  # an annotation that does not resolve: nothing to check it by
+            return None
+        self._nested = True
+        try:
+            with jaxtyped("context"):
+                for f in dataclasses.fields(cls):
+                    if f.name in hints and hasattr(value, f.name):
+                        label = f"field `{f.name}` of the {cls.__name__}"
+                        found = self.mismatch(
+                            getattr(value, f.name), hints[f.name], _at(where, label)
+                        )
+                        if found:
+                            return found
+        finally:
+            self._nested = False
+        return None
 
     def _items(
         self, value: Any, hint: Any, origin: type, args: tuple[Any, ...], where: str
@@ -507,6 +535,24 @@ def _check_class(
     setattr(cls, _CHECKED, True)
 
 
+def _yields_checked(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """A generator function's items are not checked (that would consume them), but what the
+    call returns must be something to iterate over: a forgotten ``yield`` returns None."""
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if not isinstance(result, collections.abc.Iterable):
+            raise MismatchError(
+                f"`{name}` returned {_what(result)}, but it should yield its items\n"
+                "(the reference is a generator: `yield` each one) or return an iterable"
+            )
+        return result
+
+    setattr(checked, _CHECKED, True)
+    return checked
+
+
 def returns_checked(
     value: Any, ref: Any, name: str, aliases: Callable[[], Mapping[type, type]]
 ) -> Any:
@@ -517,7 +563,9 @@ def returns_checked(
         _check_class(value, ref, name, aliases)
         return value
     if inspect.isfunction(value) and inspect.isfunction(ref) and not getattr(value, _CHECKED, 0):
-        if inspect.isgeneratorfunction(ref) or inspect.iscoroutinefunction(ref):
+        if inspect.isgeneratorfunction(ref):
+            return _yields_checked(value, name)
+        if inspect.iscoroutinefunction(ref):
             return value
         return _checked_function(value, ref, name, aliases)
     return value

@@ -27,6 +27,7 @@ from mlab.testing import (
     assert_raises,
     assert_unchanged,
     case,
+    describe,
     expect,
     generator,
 )
@@ -42,6 +43,26 @@ def _away_from_zero(g: torch.Generator, *shape: int) -> torch.Tensor:
     """Values with |v| in [0.5, 2]: safe to divide by, negative ones included."""
     sign = torch.randint(0, 2, shape, generator=g).to(f64) * 2 - 1
     return sign * (0.5 + 1.5 * torch.rand(shape, generator=g, dtype=f64))
+
+
+def _check_backward_fn(out: Variable, grad: torch.Tensor) -> None:
+    """What ``out.backward_fn(grad)`` returns: one tensor per parent, of that parent's shape
+    (else the engine would fail later with a message about its own code, not the op's)."""
+    grads = out.backward_fn(grad.clone()) if out.backward_fn is not None else None
+    n = len(out.parents)
+    expect(
+        isinstance(grads, (tuple, list)) and len(grads) == n,
+        f"backward_fn(grad) should return a tuple of {n} gradient{'s' * (n != 1)}, one per "
+        f"input, got {describe(grads)}"
+        + (" (a missing `return`?)" if grads is None else ""),
+    )
+    assert grads is not None  # for mypy: expect() raised otherwise
+    for i, (parent, g) in enumerate(zip(out.parents, grads, strict=True)):
+        expect(
+            isinstance(g, torch.Tensor) and g.shape == parent.shape,
+            f"backward_fn(grad)[{i}] should be the gradient for input {i}, a tensor of its "
+            f"shape {tuple(parent.shape)}, got {describe(g)}",
+        )
 
 
 def _compare_op(
@@ -68,6 +89,7 @@ def _compare_op(
         expect(out.requires_grad, "the output should require grad (its inputs do)")
         w = torch.randn(expected.shape, generator=generator(seed), dtype=f64)
         w_before = w.clone()
+        _check_backward_fn(out, w)
         out.backward(w)
         assert_unchanged(w, w_before, what="the upstream gradient")
         want = torch.autograd.grad(expected, [r for r in ref if r.requires_grad], w)
