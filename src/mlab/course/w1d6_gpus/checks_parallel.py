@@ -395,6 +395,11 @@ def overlap_buckets_follow_backward_order(ns: Namespace) -> None:
                 "parameters in reverse module.parameters() order, a new bucket where the dtype "
                 "changes or where the bucket's bytes plus the parameter's would exceed the cap",
             )
+            expect(
+                isinstance(getattr(overlap, "events", None), list),
+                "__init__ should set self.events = [] (the record of ready/launch events; got "
+                f"{describe(getattr(overlap, 'events', None))})",
+            )
             assert_equal(list(overlap.events), [], what="self.events before any backward")
 
 
