@@ -134,6 +134,13 @@ LEARNER_FILES = {
         def contiguous_strides(shape):
             return ()
     """,
+    "aborts": """
+        import os
+
+
+        def contiguous_strides(shape):
+            os.abort()  # as a Triton kernel reading out of bounds can
+    """,
     "loops_in_a_helper": """
         import torch
 
@@ -409,3 +416,13 @@ def test_targets_serialise_without_empty_fields(tmp_path: Path) -> None:
         "kind": "file",
         "path": str((tmp_path / "x.py").resolve()),
     }
+
+
+def test_a_crash_in_compiled_code_shows_the_learners_line(files: dict[str, Path]) -> None:
+    (r,) = run_jobs(DAY, [(Target.file(files["aborts"]), EX)])
+    assert r.status == "error"
+    assert "killed by signal SIGABRT" in r.message and "mask" in r.message, r.message
+    line = line_of(files["aborts"], "os.abort()")
+    assert f"aborts.py, line {line}, in contiguous_strides: os.abort()" in r.message, r.message
+    assert "Fatal Python error" not in r.message  # the dump itself is not shown
+    assert_no_framework_frames(r.message)

@@ -16,6 +16,7 @@ it to check hundreds of mutants.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -185,16 +186,29 @@ class _Worker:
                     stream.close()
         self.stderr.close()
 
-    def _died(self, exercise: str, during: str) -> Result:
+    def _died(
+        self, exercise: str, during: str, locate: Callable[[str], str] | None = None
+    ) -> Result:
+        """The worker is gone: say how, and where in the code under check it crashed when
+        ``locate`` finds that in faulthandler's dump of a fatal signal."""
         code = self.process.wait()
-        tail = self.stderr_tail()
+        text = self.stderr_tail(20_000)
+        dump_at = text.find("Fatal Python error")
+        tail = (text[:dump_at] if dump_at >= 0 else text).strip()[-1500:]
         if code < 0:
             why = f"was killed by signal {signal.Signals(-code).name}"
             if -code == signal.SIGKILL:
                 why += " (out of memory?)"
+            elif -code in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS):
+                why += (
+                    " (a crash in compiled code: in a Triton kernel, often a load or store "
+                    "outside the tensor, where the mask is missing or wrong)"
+                )
         else:
             why = f"exited with code {code}"
         message = f"The check process {why} while {during}."
+        if dump_at >= 0 and locate is not None:
+            message += locate(text[dump_at:])
         if code in (0, 1) and not tail:
             message += " Does your code call exit() or os._exit()?"
         if tail:
@@ -242,7 +256,11 @@ class _Worker:
         while True:
             item = self._wait(deadline)
             if item is None:
-                died = self._died(exercise, phase)
+                died = self._died(
+                    exercise,
+                    phase,
+                    functools.partial(_where_it_was, files=files, day=day, target=target),
+                )
                 return replace(died, load_failed=phase == "loading the code")
             if item == "timeout":
                 where = _where_it_was(self.stack_dump(), files, day, target)

@@ -300,6 +300,8 @@ def main() -> None:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     # On a timeout the parent sends SIGUSR1 before killing us: the stacks show where we were.
     faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)  # fd 2: stderr
+    # A crash in compiled code (a Triton kernel out of bounds) dumps them too before we die.
+    faulthandler.enable(file=2, all_threads=True)
 
     def emit(obj: dict[str, Any]) -> None:
         proto.write(json.dumps(obj) + "\n")
