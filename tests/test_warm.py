@@ -118,6 +118,15 @@ def test_the_fingerprint_follows_mlab_sources_and_import_time_settings(
     fp2 = warm.fingerprint(env)
     os.utime(package / "layer.py", ns=(1, 1))  # another modification time
     assert warm.fingerprint(env) != fp2
+    fp3 = warm.fingerprint(env)
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.setattr(warm.sysconfig, "get_paths", lambda: {"purelib": site, "platlib": site})
+    fp4 = warm.fingerprint(env)
+    assert fp4 != fp3
+    (site / "einops-0.9.0.dist-info").mkdir()  # a package upgraded
+    os.utime(site, ns=(2, 2))
+    assert warm.fingerprint(env) != fp4
 
 
 def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -66,13 +67,18 @@ def enabled() -> bool:
 
 
 def fingerprint(env: dict[str, str]) -> str:
-    """What the server's imported state depends on: mlab's sources, the interpreter, and the
-    import-time environment. Costs a few milliseconds (one stat per source file)."""
+    """What the server's imported state depends on: mlab's sources, the interpreter, the
+    installed packages (a package installed, upgraded or removed changes its folder's
+    modification time) and the import-time environment. Costs a few milliseconds (one stat
+    per source file)."""
     import mlab
 
     root = Path(mlab.__file__).resolve().parent
     h = hashlib.sha256()
     h.update(sys.executable.encode())
+    for folder in sorted(set(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))):
+        with contextlib.suppress(OSError):
+            h.update(f"{folder}:{os.stat(folder).st_mtime_ns}\0".encode())
     for key in sorted(env):
         if key.startswith(_ENV_PREFIXES) and key != "MLAB_WARM_WORKER":
             h.update(f"{key}={env[key]}\0".encode())
