@@ -368,6 +368,24 @@ def each_epoch_has_a_new_order(ns: Namespace) -> None:
 
 
 @check("minibatches")
+def order_is_drawn_when_iteration_starts(ns: Namespace) -> None:
+    x = randn(10, 2, seed=15)
+    y = torch.arange(10)
+    g = generator(7)
+    order = torch.randperm(10, generator=generator(8))
+    with case(
+        "10 examples, batch_size=4; the generator reseeded with 8 after the call, before the "
+        "first batch: draw the order when iteration starts (a generator function that "
+        "yields), not when minibatches is called",
+        x=x,
+        y=y,
+    ):
+        got = ns.minibatches(x, y, 4, generator=g)
+        g.manual_seed(8)
+        _compare_batches(got, _loader_batches(x, y, 4, order, False))
+
+
+@check("minibatches")
 def no_examples_no_batches(ns: Namespace) -> None:
     with case("0 examples, batch_size=4"):
         _compare_batches(ns.minibatches(torch.zeros(0, 3), torch.zeros(0), 4, shuffle=False), [])

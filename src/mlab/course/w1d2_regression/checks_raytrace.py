@@ -352,6 +352,23 @@ def triangle_distance_on_exact_cases(ns: Namespace) -> None:
         assert_close(ns.ray_triangle_distance(_t([1.0, 0.0, 1.0]), down, flat), math.inf)
 
 
+@check("ray_triangle_distance")
+def triangle_distance_at_a_small_scale(ns: Namespace) -> None:
+    # The determinant scales with the area: 1e-8 here. Only an exact 0 means parallel; a
+    # tolerance like Moller-Trumbore's EPSILON (1e-6, or float32's 1.2e-7) misses these.
+    scale = 1e-4
+    tri = _SQUARE[0] * scale
+    down = _t([0.0, 0.0, -1.0])
+    for what, at, expected in [
+        ("straight down at (0.75, 0.25) * 1e-4 from 2e-4 above", [0.75, 0.25], 2 * scale),
+        ("straight down beside it, at (0.25, 0.75) * 1e-4", [0.25, 0.75], math.inf),
+    ]:
+        origin = _t([at[0] * scale, at[1] * scale, 2 * scale])
+        what = f"a triangle of side 1e-4 (determinant 1e-8; only 0 is parallel): {what}"
+        with case(what, origin=origin, triangle=tri):
+            assert_close(ns.ray_triangle_distance(origin, down, tri), expected, rtol=1e-4, atol=0)
+
+
 # ----------------------------------------------------------------------------------------------
 # ray_mesh_distances
 
@@ -376,6 +393,16 @@ def mesh_distances_match_brute_force(ns: Namespace) -> None:
         with case(what, origins=origins, triangles=tris):
             got = ns.ray_mesh_distances(origins, directions, tris)
             _compare_with_brute(got, origins, directions, tris)
+    # 0.1 mm triangles in metres: every determinant is ~1e-8, distances scale with the scene
+    origins, directions, tris = _random_scene(30, 20, seed=1)
+    expected, ambiguous = _brute_matrix(origins, directions, tris)
+    small_o, small_t = origins * 1e-4, tris * 1e-4
+    what = "30 rays, 20 triangles, all scaled by 1e-4 (determinants ~1e-8; only 0 is parallel)"
+    with case(what, triangles=small_t):
+        got = ns.ray_mesh_distances(small_o, directions, small_t)
+        assert_shape(got, tuple(expected.shape))
+        expected = torch.where(ambiguous, got.double(), expected * 1e-4).to(got.dtype)
+        assert_close(got, expected, rtol=1e-4, atol=1e-8)
     origins, directions, tris = _random_scene(12, 8, seed=6)
     o, d, t = origins.double(), directions.double(), tris.double()
     with case("float64 inputs", origins=o, triangles=t):
