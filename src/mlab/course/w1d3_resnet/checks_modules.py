@@ -528,6 +528,21 @@ def groupnorm_matches_torch(ns: Namespace) -> None:
 
 
 @check("GroupNorm")
+def groupnorm_handles_non_contiguous_inputs(ns: Namespace) -> None:
+    # a group is a run of consecutive channels only in the (batch, channels, ...) order: a
+    # view or as_strided built from the shape reads the wrong elements of these layouts
+    layouts = [
+        ("channels_last", _bn_input(21, (2, 6, 4, 5)).to(memory_format=torch.channels_last)),
+        ("transposed: (2, 6, 5, 4).transpose(2, 3)", _bn_input(22, (2, 6, 5, 4)).transpose(2, 3)),
+    ]
+    for layout, x in layouts:
+        with case(f"GroupNorm(3, 6, dtype=torch.float64) on a {layout} (2, 6, 4, 5) input", x=x):
+            ours, theirs = _twin(ns.GroupNorm, nn.GroupNorm, 3, 6, dtype=F64)
+            _load_both_ways(ours, theirs, 21)
+            _forward_backward(ours, theirs, x, 21, rtol=1e-4, atol=1e-5)
+
+
+@check("GroupNorm")
 def groupnorm_rejects_bad_settings_and_inputs(ns: Namespace) -> None:
     with case("GroupNorm(4, 6): 4 groups do not divide 6 channels"):
         assert_raises(ns.GroupNorm, 4, 6, exc=ValueError)

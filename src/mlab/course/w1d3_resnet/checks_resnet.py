@@ -438,7 +438,8 @@ def loads_like_torch(ns: Namespace) -> None:
 
 @check("load_checked_state_dict")
 def bad_state_dicts_raise_naming_keys(ns: Namespace) -> None:
-    good = _state_of(_small_torch_model())
+    # values unlike the model's own, so a key copied before the error is seen
+    good = {k: v + 1 for k, v in _state_of(_small_torch_model()).items()}
     missing = {k: v for k, v in good.items() if k != "1.running_var"}
     extra = {**good, "2.scale": torch.ones(5)}
     wrong = {**good, "0.weight": torch.ones(3, 2, 2, 3)}

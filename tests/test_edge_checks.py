@@ -1,0 +1,159 @@
+"""Realistic wrong solutions that passed every check of their exercise before the checks tried
+the edge that tells them apart (issue 12, "Checks that let wrong code through"). Each must now
+fail with a message naming that edge; the reference must still pass."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from mlab.course.engine.checks import checks_for
+from mlab.course.engine.manifest import get_day
+from mlab.errors import MismatchError, StateDictError
+from mlab.inspect import record
+from mlab.inspect.health import Finding, frozen_message, same_param
+from mlab.nn import layers
+
+
+def _run(day_id: str, exercise: str, value: Any = None) -> None:
+    """Run every check of ``exercise`` with ``value`` in place of the reference (the
+    reference itself when None)."""
+    from mlab.course.engine.worker import _reference_namespace
+
+    day = get_day(day_id)
+    ns = _reference_namespace(day)
+    if value is not None:
+        ns = ns.replace(exercise, value)
+    module = next(
+        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
+    )
+    checks = checks_for(module, exercise)
+    assert checks
+    for c in checks:
+        c.fn(ns)
+
+
+def _fails(day_id: str, exercise: str, value: Any, message: str) -> None:
+    with pytest.raises(MismatchError) as info:
+        _run(day_id, exercise, value)
+    text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
+    assert re.search(message, text, flags=re.DOTALL), text
+
+
+# ----------------------------------------------------------------------------------------------
+# w1d3
+
+
+class GroupNormByStrides(layers.GroupNorm):
+    """Groups read with as_strided from the shape: right only for a contiguous input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        per_sample = x[0].numel()
+        size = per_sample // self.num_groups
+        groups = x.as_strided((x.shape[0], self.num_groups, size), (per_sample, size, 1))
+        mean = groups.mean(-1, keepdim=True)
+        var = groups.var(-1, keepdim=True, correction=0)
+        out = ((groups - mean) / torch.sqrt(var + self.eps)).reshape(x.shape)
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        if self.weight is not None:
+            out = out * self.weight.reshape(shape)
+        if self.bias is not None:
+            out = out + self.bias.reshape(shape)
+        return out
+
+
+GroupNormByStrides.__name__ = "GroupNorm"  # its repr must read like torch's
+
+
+def load_while_checking(model: torch.nn.Module, state_dict: dict[str, Tensor]) -> None:
+    """Copies each key as soon as it is checked: a failed load leaves a half-loaded model."""
+    ours = model.state_dict()
+    problems = [f"missing {n}" for n in sorted(ours.keys() - state_dict.keys())]
+    for name, value in state_dict.items():
+        if name not in ours:
+            problems.append(f"unexpected {name}")
+        elif value.shape != ours[name].shape:
+            problems.append(f"{name}: {tuple(value.shape)} vs {tuple(ours[name].shape)}")
+        else:
+            ours[name].copy_(value)
+    if problems:
+        raise StateDictError("; ".join(problems))
+
+
+@pytest.mark.parametrize(
+    ("exercise", "value", "message"),
+    [
+        ("GroupNorm", GroupNormByStrides, r"channels_last \(2, 6, 4, 5\) input"),
+        ("load_checked_state_dict", load_while_checking, r"after a failed load.*nothing may"),
+    ],
+)
+def test_w1d3_wrong_solutions_fail(exercise: str, value: Any, message: str) -> None:
+    _fails("w1d3", exercise, value, message)
+
+
+# ----------------------------------------------------------------------------------------------
+# w1d7
+
+
+def record_output_keeping_the_grad(
+    rec: record.StepRecord,
+    name: str,
+    out: Tensor,
+    saturation: tuple[float, float] | None,
+    keep: bool,
+) -> Any:
+    """Keeps the gradient tensor itself (an alias), not a copy."""
+    if name in rec.activations:
+        return None
+    rec.activations[name] = record.tensor_stats(out, saturation)
+    if keep:
+        rec.tensors[f"act:{name}"] = record.cpu_copy(out)
+    if not out.requires_grad:
+        return None
+
+    def hook(grad: Tensor) -> None:
+        if name not in rec.gradients:
+            rec.gradients[name] = record.tensor_stats(grad)
+            if keep:
+                rec.tensors[f"grad:{name}"] = grad
+
+    return out.register_hook(hook)  # type: ignore[no-untyped-call]
+
+
+def unchanged_first_vs_last(run: Any) -> list[Finding]:
+    """Compares each parameter's first and last recorded values only."""
+    steps = [s for s in run.steps if s.params]
+    if len(steps) < 2:
+        return []
+    names = [n for n in steps[0].params if all(n in s.params for s in steps)]
+    frozen = [n for n in names if same_param(steps[0], steps[-1], n)]
+    if frozen and len(frozen) == len(names):
+        return [Finding("error", None, "no weight changed")]
+    return [Finding("warning", n, frozen_message(run, n, len(steps))) for n in frozen]
+
+
+@pytest.mark.parametrize(
+    ("exercise", "value", "message"),
+    [
+        ("record_output", record_output_keeping_the_grad, r"clips the gradient in place"),
+        ("unchanged_weights", unchanged_first_vs_last, r"weight flips 1\.0, -1\.0, 1\.0"),
+    ],
+)
+def test_w1d7_wrong_solutions_fail(exercise: str, value: Any, message: str) -> None:
+    _fails("w1d7", exercise, value, message)
+
+
+@pytest.mark.parametrize(
+    ("day_id", "exercise"),
+    [
+        *itertools.product(["w1d3"], ["GroupNorm", "load_checked_state_dict"]),
+        *itertools.product(["w1d7"], ["record_output", "unchanged_weights"]),
+    ],
+)
+def test_the_reference_passes(day_id: str, exercise: str) -> None:
+    _run(day_id, exercise)
