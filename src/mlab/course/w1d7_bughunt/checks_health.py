@@ -304,6 +304,16 @@ def unchanged_weights_warns_per_parameter(ns: Namespace) -> None:
         _expect_warnings(ns, _run(steps, PARAM_TYPES), ["bias"], 3)
     steps = [
         _step(0, params=_params(weight=1.0, bias=0.5, scale=2.0)),
+        _step(1, params=_params(weight=-1.0, bias=0.5, scale=2.5)),
+        _step(2, params=_params(weight=1.0, bias=0.5, scale=2.5)),
+    ]
+    with case(
+        "weight flips 1.0, -1.0, 1.0 (it moved every step, though the last equals the first); "
+        "bias never changes"
+    ):
+        _expect_warnings(ns, _run(steps, PARAM_TYPES), ["bias"], 3)
+    steps = [
+        _step(0, params=_params(weight=1.0, bias=0.5, scale=2.0)),
         _step(1),
         _step(2, params=_params(weight=1.0, bias=0.4, scale=2.0)),
         _step(3),

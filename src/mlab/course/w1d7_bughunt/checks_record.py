@@ -412,6 +412,24 @@ def output_hook_handles_and_second_backward(ns: Namespace) -> None:
         handle.remove()
         (h * _randn(5, 4, seed=22)).sum().backward()
         expect(not record.gradients, f"nothing should be recorded, got {list(record.gradients)}")
+    record = _record()
+    h = net.fc0(X)
+    g = _randn(5, 4, seed=23)
+
+    def clip_in_place(grad: Tensor) -> None:
+        grad.clamp_(-0.1, 0.1)
+
+    with case("keep=True; a hook registered after yours clips the gradient in place", g=g):
+        ns.record_output(record, "fc0", h, None, True)
+        h.register_hook(clip_in_place)
+        (h * g).sum().backward()
+        expect("grad:fc0" in record.tensors, "with keep=True, record.tensors needs 'grad:fc0'")
+        assert_equal(
+            record.tensors["grad:fc0"],
+            g,
+            what="record.tensors['grad:fc0'] (the gradient as it reached fc0's output: keep "
+            "cpu_copy(grad), not grad itself, which a later hook changed in place)",
+        )
 
 
 @check("record_output")
