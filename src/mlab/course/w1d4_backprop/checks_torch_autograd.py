@@ -465,6 +465,21 @@ def hook_clips_like_clip_grad_norm(ns: Namespace) -> None:
             rtol=1e-5,
             what="x.grad (the clipped gradient flows on through h = x ** 2)",
         )
+    x = torch.randn(3, generator=g, dtype=f64, requires_grad=True)
+    upstream = torch.tensor([3.0, 4.0, 0.0], dtype=f64)
+    before = upstream.clone()
+    with case(
+        "y = x * 1 with the hook on y, then y.backward(upstream), upstream of norm 5; "
+        "max_norm=1: the hook receives the caller's upstream tensor itself",
+        upstream=upstream,
+    ):
+        y = x * 1
+        ns.clip_grad_norm_hook(y, 1.0)
+        y.backward(upstream)  # type: ignore[no-untyped-call]
+        assert_close(x.grad, _clipped(before, 1.0), rtol=1e-5, what="x.grad")
+        assert_unchanged(
+            upstream, before, what="upstream (the hook must return a new gradient, not scale it)"
+        )
     z = torch.randn(4, generator=g, requires_grad=True)
     with case("a zero gradient; max_norm=1", x=z):
         ns.clip_grad_norm_hook(z, 1.0)
