@@ -53,8 +53,7 @@ def _check_backward_fn(out: Variable, grad: torch.Tensor) -> None:
     expect(
         isinstance(grads, (tuple, list)) and len(grads) == n,
         f"backward_fn(grad) should return a tuple of {n} gradient{'s' * (n != 1)}, one per "
-        f"input, got {describe(grads)}"
-        + (" (a missing `return`?)" if grads is None else ""),
+        f"input, got {describe(grads)}" + (" (a missing `return`?)" if grads is None else ""),
     )
     assert grads is not None  # for mypy: expect() raised otherwise
     for i, (parent, g) in enumerate(zip(out.parents, grads, strict=True)):
