@@ -148,11 +148,65 @@ def test_w1d7_wrong_solutions_fail(exercise: str, value: Any, message: str) -> N
     _fails("w1d7", exercise, value, message)
 
 
+# ----------------------------------------------------------------------------------------------
+# w1d1
+
+
+def bincount_in_the_dtype_of_x(x: Tensor, minlength: int = 0) -> Tensor:
+    """Counts by comparing with every bin, summed in x's own dtype (uint8 wraps at 256)."""
+    if bool((x < 0).any()):
+        raise ValueError("negative value")
+    size = max(minlength, int(x.max()) + 1) if len(x) else minlength
+    hits = x[:, None] == torch.arange(size, dtype=x.dtype)
+    return hits.sum(0, dtype=x.dtype).long()
+
+
+def count_uniques_in_the_dtype_of_x(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Counts accumulated in x's dtype: bfloat16 cannot count to 300."""
+    s = x.sort().values
+    is_start = torch.ones(len(s), dtype=torch.bool)
+    is_start[1:] = s[1:] != s[:-1]
+    run = is_start.cumsum(0) - 1
+    counts = torch.zeros(int(is_start.sum()), dtype=s.dtype)
+    return s[is_start], counts.index_add_(0, run, torch.ones_like(s)).long()
+
+
+def histogram_by_floor_division(x: Tensor, bins: int, lo: float, hi: float) -> Tensor:
+    """(v - lo) // width: 0.5 // 0.1 is 4 in float32, so 0.5 lands in bin 4."""
+    if bins < 1 or not lo < hi:
+        raise ValueError("need bins >= 1 and lo < hi")
+    inside = x[(x >= lo) & (x <= hi)]
+    index = ((inside - lo) // ((hi - lo) / bins)).long().clamp(max=bins - 1)
+    ones = torch.ones(len(index), dtype=torch.int64)
+    return torch.zeros(bins, dtype=torch.int64).index_add_(0, index, ones)
+
+
+@pytest.mark.parametrize(
+    ("exercise", "value", "message"),
+    [
+        ("bincount", bincount_in_the_dtype_of_x, r"expected 300, got 44.*uint8 values"),
+        ("count_uniques", count_uniques_in_the_dtype_of_x, r"expected 300, got 256.*bfloat16"),
+        ("histogram", histogram_by_floor_division, r"0\.5 is on an edge"),
+    ],
+)
+def test_w1d1_wrong_solutions_fail(exercise: str, value: Any, message: str) -> None:
+    _fails("w1d1", exercise, value, message)
+
+
+def test_the_reference_bincount_counts_small_integer_types_like_torch() -> None:
+    from mlab.tensor.vectorised import bincount
+
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+        x = torch.tensor([2] * 300 + [0, 5], dtype=dtype)
+        assert torch.equal(bincount(x), torch.bincount(x))
+
+
 @pytest.mark.parametrize(
     ("day_id", "exercise"),
     [
         *itertools.product(["w1d3"], ["GroupNorm", "load_checked_state_dict"]),
         *itertools.product(["w1d7"], ["record_output", "unchanged_weights"]),
+        *itertools.product(["w1d1"], ["bincount", "count_uniques", "histogram"]),
     ],
 )
 def test_the_reference_passes(day_id: str, exercise: str) -> None:

@@ -79,7 +79,7 @@ def bincount(x: Int[Tensor, " n"], minlength: int = 0) -> Int[Tensor, " bins"]:
     # Each value adds one to its own bin: O(n) work, unlike comparing every value with every
     # bin (an n-by-size matrix), which is simple but slower than a Python loop at scale.
     counts = torch.zeros(size, dtype=torch.int64)
-    return counts.index_add_(0, x, torch.ones(len(x), dtype=torch.int64))
+    return counts.index_add_(0, x.long(), torch.ones(len(x), dtype=torch.int64))
 
 
 def histogram(x: Float[Tensor, " n"], bins: int, lo: float, hi: float) -> Int[Tensor, " bins"]:

@@ -114,6 +114,12 @@ def bincount_matches_torch(ns: Namespace) -> None:
         ("a stepped (non-contiguous) slice", torch.tensor([2, 9, 2, 9, 0, 9])[::2], 0),
         ("empty", torch.zeros(0, dtype=torch.long), 0),
         ("empty with minlength 4", torch.zeros(0, dtype=torch.long), 4),
+        ("int32 values (the counts are still int64)", randint(0, 5, 12, seed=21).int(), 0),
+        (
+            "uint8 values, 300 of them equal: more than a uint8 count can hold",
+            torch.tensor([2] * 300 + [0, 5], dtype=torch.uint8),
+            0,
+        ),
     ]
     for what, x, minlength in cases:
         with case(what, x=x, minlength=minlength):
@@ -153,6 +159,13 @@ def histogram_matches_histc(ns: Namespace) -> None:
         ("float64, [0.5, 4]", randn(50, seed=31, dtype=torch.float64).abs() * 3, 7, 0.5, 4.0),
         ("a stepped (non-contiguous) slice", edges[::2], 3, -1.0, 2.0),
         ("empty", torch.zeros(0), 4, 0.0, 1.0),
+        (
+            "ten bins over [0, 1]: the width 0.1 is not exact in binary, 0.5 is on an edge",
+            torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]),
+            10,
+            0.0,
+            1.0,
+        ),
     ]
     for what, x, bins, lo, hi in cases:
         with case(what, x=x, bins=bins, lo=lo, hi=hi):
@@ -189,6 +202,10 @@ def count_uniques_matches_torch_unique(ns: Namespace) -> None:
         ("a stepped (non-contiguous) slice", torch.tensor([3, 0, 1, 0, 3, 0, 3])[::2]),
         ("one element", torch.tensor([6])),
         ("empty", torch.zeros(0, dtype=torch.long)),
+        (
+            "bfloat16, one value 300 times: a count of 300 is not a bfloat16 number",
+            torch.tensor([1.5] * 300 + [0.25], dtype=torch.bfloat16),
+        ),
     ]
     for what, x in cases:
         with case(what, x=x):
