@@ -148,7 +148,8 @@ def test_check_json_on_fresh_stubs_fails(ws: Path) -> None:
     write_stubs(ws)
     out = invoke("check", "w1d1", "--json", "--dir", ws, code=1)
     payload = json.loads(out)  # the whole output is one JSON object
-    assert set(payload) == {"day", "file", "exercises"}
+    assert set(payload) == {"day", "file", "warning", "exercises"}
+    assert payload["warning"] == ""  # no top-level code was skipped
     assert payload["day"] == "w1d1"
     assert payload["file"] == str(ws / DAY.workspace_filename)
     assert [e["name"] for e in payload["exercises"]] == [ex.name for ex in DAY.exercises]

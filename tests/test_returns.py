@@ -274,7 +274,7 @@ def test_the_worker_reports_a_wrong_return_type_as_a_fail(tmp_path: Path) -> Non
             return strides
         """,
     )
-    ns, files = worker.load_target(W1D1, target)
+    ns, files, _ = worker.load_target(W1D1, target)
     result = worker.run_exercise(W1D1, ns, "contiguous_strides", files)
     assert result["status"] == "fail", result
     assert "returned an empty list" in result["message"]
@@ -289,7 +289,7 @@ def test_the_learners_traceback_lines_are_still_found(tmp_path: Path) -> None:
             return tuple(1 // 0 for _ in shape)
         """,
     )
-    ns, files = worker.load_target(W1D1, target)
+    ns, files, _ = worker.load_target(W1D1, target)
     result = worker.run_exercise(W1D1, ns, "contiguous_strides", files)
     assert result["status"] == "error", result
     assert "ZeroDivisionError" in result["message"]
@@ -298,7 +298,7 @@ def test_the_learners_traceback_lines_are_still_found(tmp_path: Path) -> None:
 
 
 def test_the_stub_is_still_not_started() -> None:
-    ns, files = worker.load_target(W1D1, {"kind": "stub"})
+    ns, files, _ = worker.load_target(W1D1, {"kind": "stub"})
     for name in ("contiguous_strides", "outer_sum", "count_uniques"):
         result = worker.run_exercise(W1D1, ns, name, files)
         assert result["status"] == "not started", result

@@ -278,6 +278,16 @@ def print_results(
         )
         return
     console.print(results_table(day, results, title))
+    warning = next((r.warning for r in results if r.warning), "")
+    if warning:
+        console.print(
+            Panel(
+                escape(warning),
+                title="top-level code of your file was skipped",
+                title_align="left",
+                border_style="yellow",
+            )
+        )
     for r in results:
         if r.status in ("fail", "error", "timeout"):
             console.print(_diagnostic(day, r, options))
@@ -356,6 +366,7 @@ def check_and_report(
         payload = {
             "day": day.id,
             "file": str(path) if path else "reference",
+            "warning": next((r.warning for r in results if r.warning), ""),
             "exercises": [
                 {"name": r.exercise, "status": r.status, "message": r.message} for r in results
             ],

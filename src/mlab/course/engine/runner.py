@@ -91,6 +91,8 @@ class Result:
     # "check" (a check failed or raised by itself), "course" (the day's checks are broken),
     # "load" (the code could not be loaded), "worker" (the check process died or never started).
     origin: str = ""
+    # Top-level statements of the learner's file that raised and were skipped (see worker).
+    warning: str = ""
 
     @property
     def passed(self) -> bool:
@@ -311,6 +313,7 @@ class _Worker:
                     missing=bool(item.get("missing", False)),
                     load_failed=item.get("origin") == "load",  # the worker's LoadError
                     origin=item.get("origin", ""),
+                    warning=item.get("warning", ""),
                 )
 
 

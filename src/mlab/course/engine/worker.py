@@ -18,7 +18,9 @@ mutation report counts a mutant as killed only by a failed check or a raise in i
 """
 
 from __future__ import annotations
+import __future__
 
+import ast
 import contextlib
 import faulthandler
 import hashlib
@@ -34,7 +36,7 @@ import time
 import traceback
 import types
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import torch
 
@@ -43,7 +45,7 @@ from mlab.course.engine.manifest import Day, Exercise, get_day
 from mlab.course.engine.stubgen import workspace_source
 from mlab.errors import MismatchError
 
-__all__ = ["LoadError", "load_target", "main", "run_exercise"]
+__all__ = ["LoadError", "Loaded", "load_target", "main", "run_exercise"]
 
 MAX_OUTPUT = 4000
 
@@ -105,6 +107,22 @@ def _describe_error(exc: BaseException, filenames: set[str]) -> str:
 
 
 def _exec_module(source: str, filename: str, module_name: str) -> types.ModuleType:
+    """Run ``source`` as a new module; :class:`LoadError` when it does not parse or raises."""
+    module, _ = _load_module(source, filename, module_name, skip_scratch=False)
+    return module
+
+
+# Statements that make a file what it is: when one of them fails, the file cannot be checked.
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _load_module(
+    source: str, filename: str, module_name: str, *, skip_scratch: bool
+) -> tuple[types.ModuleType, str]:
+    """Run ``source`` as a new module. With ``skip_scratch``, a top-level statement that is
+    not an import or a definition (a trial call such as ``print(f(x))``, often a notebook
+    cell) and raises is skipped, and the rest of the file still runs: returns the module and
+    a warning naming what was skipped."""
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as err:
@@ -122,16 +140,58 @@ def _exec_module(source: str, filename: str, module_name: str) -> types.ModuleTy
     sys.modules[module_name] = module
     # Make the source visible to tracebacks even for generated (not on disk) files.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    try:
-        exec(code, module.__dict__)
-    except BaseException as exc:  # the learner's module-level code may raise anything
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise LoadError(
-            "Your file raised an error while being imported, before any check ran:\n"
-            + _describe_error(exc, {filename})
-        ) from None
-    return module
+    if not skip_scratch:
+        units = [(code, True)]
+    else:
+        tree = ast.parse(source)
+        flags = _future_flags(tree)
+        units = [
+            (
+                compile(ast.Module([stmt], []), filename, "exec", flags=flags, dont_inherit=True),
+                isinstance(stmt, _DEFINITIONS),
+            )
+            for stmt in tree.body
+        ]
+    skipped: list[str] = []
+    for unit, essential in units:
+        try:
+            exec(unit, module.__dict__)
+        except BaseException as exc:  # the learner's module-level code may raise anything
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            if essential or isinstance(exc, ImportError):
+                raise LoadError(
+                    "Your file raised an error while being imported, before any check ran:\n"
+                    + _describe_error(exc, {filename})
+                ) from None
+            skipped.append(_describe_error(exc, {filename}))
+    warning = ""
+    if skipped:
+        lines = sorted({int(m) for m in re.findall(r", line (\d+), in <module>", "".join(skipped))})
+        where = ", ".join(map(str, lines)) if lines else "?"
+        warning = (
+            f"Top-level code of your file raised (line{'s' * (len(lines) > 1)} {where}), so "
+            f"{'those statements were' if len(skipped) > 1 else 'that statement was'} skipped "
+            "and the checks ran on the rest of the file:\n"
+            + "\n".join(skipped[:3])
+            + "\nThe checks run your whole file each time: put trial calls under "
+            '`if __name__ == "__main__":`, where they run only when you run the file (or '
+            "the cell) yourself."
+        )
+    return module, warning
+
+
+def _future_flags(tree: ast.Module) -> int:
+    """The compiler flags of the ``from __future__ import ...`` lines at the top of ``tree``,
+    which compiling one statement at a time would otherwise lose."""
+    flags = 0
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            for alias in stmt.names:
+                feature = getattr(__future__, alias.name, None)
+                if feature is not None:
+                    flags |= feature.compiler_flag
+    return flags
 
 
 def _module_namespace(module: types.ModuleType, day: Day, source: str) -> Namespace:
@@ -155,7 +215,15 @@ def _reference_namespace(day: Day) -> Namespace:
     return Namespace(values, source="the reference", references=_references(day))
 
 
-def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
+class Loaded(NamedTuple):
+    """The code under check, loaded."""
+
+    namespace: Namespace
+    files: set[str]  # the file names that count as "the code under check" in tracebacks
+    warning: str = ""  # top-level statements of the learner's file that raised and were skipped
+
+
+def load_target(day: Day, target: dict[str, Any]) -> Loaded:
     """Build the namespace under check and the file names that count as "the code under
     check" in tracebacks. Raises :class:`LoadError` with a message for the learner."""
     kind = target["kind"]
@@ -165,11 +233,11 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
             for ex in _available(day)
             if hasattr(ex.reference(), "__code__")
         }
-        return _reference_namespace(day), files
+        return Loaded(_reference_namespace(day), files)
     if kind == "stub":
         filename = f"<stub of {day.id}>"
         module = _exec_module(workspace_source(day), filename, f"_mlab_stub_{day.id}")
-        return _module_namespace(module, day, "the generated stub"), {filename}
+        return Loaded(_module_namespace(module, day, "the generated stub"), {filename})
     if kind == "file":
         path = Path(target["path"]).resolve()
         try:
@@ -180,8 +248,10 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
         # Like `python file.py`: modules beside the learner's file are importable.
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))
-        module = _exec_module(source, str(path), f"_mlab_ws_{path.stem}_{digest}")
-        return _module_namespace(module, day, path.name), {str(path)}
+        module, warning = _load_module(
+            source, str(path), f"_mlab_ws_{path.stem}_{digest}", skip_scratch=True
+        )
+        return Loaded(_module_namespace(module, day, path.name), {str(path)}, warning)
     if kind == "mutant":
         exercise = day.exercise(target["exercise"])
         glb = dict(vars(importlib.import_module(exercise.ref_module)))
@@ -190,7 +260,7 @@ def load_target(day: Day, target: dict[str, Any]) -> tuple[Namespace, set[str]]:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), glb)
         obj = glb[exercise.ref_qualname.rsplit(".", 1)[-1]]
-        return _reference_namespace(day).replace(exercise.name, obj), {filename}
+        return Loaded(_reference_namespace(day).replace(exercise.name, obj), {filename})
     raise ValueError(f"unknown target kind {kind!r}")
 
 
@@ -307,7 +377,7 @@ def main() -> None:
         proto.write(json.dumps(obj) + "\n")
         proto.flush()
 
-    cache: dict[str, tuple[Namespace, set[str]] | LoadError] = {}
+    cache: dict[str, Loaded | LoadError] = {}
     emit({"event": "ready"})
     for line in sys.stdin:
         if not line.strip():
@@ -346,10 +416,9 @@ def main() -> None:
                 }
             )
             continue
-        ns, files = loaded
-        emit_job({"event": "begin", "files": sorted(files)})
-        result = run_exercise(day, ns, job["exercise"], files, emit=emit_job)
-        emit_job({"event": "result", **result})
+        emit_job({"event": "begin", "files": sorted(loaded.files)})
+        result = run_exercise(day, loaded.namespace, job["exercise"], loaded.files, emit=emit_job)
+        emit_job({"event": "result", **result, "warning": loaded.warning})
 
 
 if __name__ == "__main__":
