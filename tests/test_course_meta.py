@@ -12,8 +12,10 @@ Days are found with ``manifest.all_days()``, so a new day is covered without edi
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
+import re
 
 import pytest
 from rich.console import Console
@@ -66,6 +68,27 @@ def test_every_exercise_has_checks_and_a_reference_source(day: Day) -> None:
             )
             assert ex.reference() is not None
             assert exercise_source(ex).source.strip()
+
+
+# Docstring phrases that promise the learner's code will be checked for Python loops.
+NO_LOOP = re.compile(r"no (python )?loop|without (a )?python loop", re.IGNORECASE)
+
+
+@day_param
+def test_a_promise_of_no_python_loop_is_checked(day: Day) -> None:
+    """An exercise whose docstring says "no Python loop" has a check that measures it
+    (`mlab.testing.assert_no_python_loop`); else a loop passes and the promise misleads."""
+    unchecked = []
+    for part in day.parts:
+        for ex in part.exercises:
+            if ex.missing_requirements():
+                continue
+            doc = inspect.getdoc(ex.reference()) or ""
+            if NO_LOOP.search(" ".join(doc.split())):
+                sources = [inspect.getsource(c.fn) for c in checks_for(part.checks_module, ex.name)]
+                if not any("no_loop" in s or "no_python_loop" in s for s in sources):
+                    unchecked.append(ex.name)
+    assert not unchecked, f"{day.id}: no check measures the promised absence of loops: {unchecked}"
 
 
 @day_param

@@ -12,6 +12,7 @@ from mlab.errors import ShapeError
 from mlab.testing import (
     assert_close,
     assert_equal,
+    assert_no_python_loop,
     assert_raises,
     case,
     randint,
@@ -241,3 +242,13 @@ def gather_positions_rejects_bad_shapes(ns: Namespace) -> None:
     ):
         with case("positions not of shape (batch=2, k)", x=x, positions=positions):
             assert_raises(ns.gather_positions, x, positions, exc=ShapeError)
+
+
+@check("label_logprobs")
+def label_logprobs_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(
+            ns.label_logprobs,
+            lambda n: (torch.zeros(n, 5), torch.arange(n) % 5),
+            what="label_logprobs",
+        )

@@ -13,6 +13,7 @@ from mlab.errors import ShapeError
 from mlab.testing import (
     assert_close,
     assert_equal,
+    assert_no_python_loop,
     assert_not_shares_storage,
     assert_raises,
     assert_shares_storage,
@@ -356,3 +357,17 @@ def shift_fill_defaults_to_zero(ns: Namespace) -> None:
     x = torch.tensor([1.0, 2.0, 3.0, 4.0])
     with case("[1, 2, 3, 4], k=1, fill not given", x=x):
         assert_equal(ns.shift_right(x, 1), torch.tensor([0.0, 1.0, 2.0, 3.0]))
+
+
+@check("coordinate_grid")
+def coordinate_grid_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(ns.coordinate_grid, lambda n: (n, n), what="coordinate_grid")
+
+
+@check("shift_right")
+def shift_right_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(
+            ns.shift_right, lambda n: (torch.arange(float(n)), 3), what="shift_right"
+        )

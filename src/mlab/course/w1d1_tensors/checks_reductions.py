@@ -13,6 +13,7 @@ from mlab.errors import ShapeError
 from mlab.testing import (
     assert_close,
     assert_equal,
+    assert_no_python_loop,
     assert_raises,
     assert_unchanged,
     case,
@@ -320,3 +321,23 @@ def standardise_eps_defaults_to_1e_5(ns: Namespace) -> None:
     x = torch.tensor([[0.0, 0.002, 0.004], [1.0, -1.0, 0.0]])
     with case("small spread, eps not given", x=x):
         assert_close(ns.standardise(x, 1), _layer_norm_along(x, 1, 1e-5), rtol=1e-4, atol=1e-4)
+
+
+@check("running_mean")
+def running_mean_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(
+            ns.running_mean,
+            lambda n: (torch.arange(float(2 * n)).reshape(2, n),),
+            what="running_mean",
+        )
+
+
+@check("pairwise_sq_distances")
+def pairwise_sq_distances_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(
+            ns.pairwise_sq_distances,
+            lambda n: (torch.ones(n, 3), torch.zeros(n, 3)),
+            what="pairwise_sq_distances",
+        )

@@ -18,6 +18,7 @@ from mlab.course.engine.checks import Namespace, check
 from mlab.errors import MismatchError, ShapeError
 from mlab.testing import (
     assert_close,
+    assert_no_python_loop,
     assert_raises,
     assert_unchanged,
     case,
@@ -613,3 +614,13 @@ def training_learns_digits(ns: Namespace) -> None:
         )
         acc = ((x[test] @ w + b).argmax(dim=1) == y[test]).float().mean().item()
         expect(acc > 0.9, f"test accuracy {acc:.3f} should be above 0.9 (chance is 0.1)")
+
+
+@check("cross_entropy")
+def cross_entropy_has_no_python_loop(ns: Namespace) -> None:
+    with case("inputs of size 8 and of size 200 (counting Python lines and torch calls)"):
+        assert_no_python_loop(
+            ns.cross_entropy,
+            lambda n: (torch.zeros(n, 5), torch.arange(n) % 5),
+            what="cross_entropy",
+        )
