@@ -283,3 +283,20 @@ def test_the_course_days_load_in_order() -> None:
     assert get_day("W1D1_tensors") is days[0]
     with pytest.raises(CourseError, match=r"There is no day 'w9d9'. Days: w1d1"):
         get_day("w9d9")
+
+
+def test_code_in_the_instructions_fits_an_80_column_terminal() -> None:
+    """`mlab read` renders code blocks in a padded box: a line longer than 76 characters is
+    wrapped, which breaks it (a `>>>` line cut in two reads as code plus output)."""
+    too_long = []
+    for day in all_days():
+        texts = [("README.md", day.instructions.read_text(encoding="utf-8"))]
+        texts += [(f"part {i} intro", part.intro) for i, part in enumerate(day.parts, start=1)]
+        for where, text in texts:
+            in_code = False
+            for line in text.splitlines():
+                if line.lstrip().startswith("```"):
+                    in_code = not in_code
+                elif in_code and len(line) > 76:
+                    too_long.append(f"{day.id} {where}: {line}")
+    assert not too_long, "code lines over 76 characters:\n" + "\n".join(too_long)
