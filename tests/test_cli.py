@@ -467,6 +467,8 @@ def test_list_day_at_80_columns_never_cuts_names(narrow: Console, day: str) -> N
     assert_fits(out)
     for ex in d.exercises:
         assert re.search(rf"│ {ex.name} +│", out), ex.name
+        # importance stays: a learner short of time picks by it
+        assert re.search(rf"│ {ex.name} .*│ {'★' * ex.importance} +│", out), ex.name
     for i, part in enumerate(d.parts, start=1):  # said below the table when not in it
         assert f"{i}. {part.title}" in " ".join(out.split())
 

@@ -140,15 +140,17 @@ def list_days(
     d = get_day(day)
     progress = _progress(d, directory)
 
-    def exercises_table(part_titles: bool, importance: bool, minutes: bool) -> Callable[[], Table]:
+    def exercises_table(
+        part_titles: bool, importance: bool, minutes: bool, short: bool = False
+    ) -> Callable[[], Table]:
         def make() -> Table:
             table = Table(title=f"{d.id} {d.title}", title_justify="left")
             table.add_column("#", justify="right", no_wrap=True)
             table.add_column("exercise", no_wrap=True)  # names are never cut
             table.add_column("part", no_wrap=not part_titles)
-            table.add_column("difficulty" if importance else "diff.", no_wrap=True)
-            if importance:
-                table.add_column("importance", no_wrap=True)
+            table.add_column("diff." if short else "difficulty", no_wrap=True)
+            if importance:  # what a learner short of time picks by (the READMEs say so)
+                table.add_column("imp." if short else "importance", no_wrap=True)
             if minutes:
                 table.add_column("min", justify="right", no_wrap=True)
             table.add_column("status", no_wrap=True)
@@ -169,8 +171,9 @@ def list_days(
     leaner, table = _fitted(
         exercises_table(part_titles=True, importance=True, minutes=True),
         exercises_table(part_titles=False, importance=True, minutes=True),
-        exercises_table(part_titles=False, importance=False, minutes=True),
-        exercises_table(part_titles=False, importance=False, minutes=False),
+        exercises_table(part_titles=False, importance=True, minutes=True, short=True),
+        exercises_table(part_titles=False, importance=True, minutes=False, short=True),
+        exercises_table(part_titles=False, importance=False, minutes=False, short=True),
     )
     console.print(table)
     if leaner:  # part numbers only: say what they are
