@@ -5,6 +5,7 @@ and VS Code start its kernel, check cell included."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -126,6 +127,8 @@ def test_the_notebook_runs_headless_in_the_workspace_check_cell_included(
     assert "w1d1 Tensors" in text  # the results table's title
     assert "1/61 passing" in text
     assert "CourseError" not in text and "Traceback" not in text
+    # the commands it prints run from a cell, in the kernel's folder: `!../.venv/bin/mlab ...`
+    assert re.search(r"`!\S*mlab check w1d1 --exercise \w+`", " ".join(text.split())), text
     row = next(line for line in text.splitlines() if f" {EX} " in line)
     assert "pass" in row, row
     # The check read the saved notebook through its paired file, and recorded it there.

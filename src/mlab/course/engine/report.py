@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -111,11 +112,20 @@ def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _in_ipython() -> bool:
+    """Whether we run in IPython (a Jupyter kernel): there, a shell command runs from a cell
+    as ``!command``, in the kernel's folder."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
 def command(*words: str, options: tuple[str, ...] = ()) -> str:
     """A command to print, in backticks, that runs as printed from the current folder:
     ``command("check", "w1d1")`` is ```.venv/bin/mlab check w1d1``` when ``mlab`` is not on the
-    PATH. ``options`` (``("--dir", "ws")``) follow the words."""
-    return "`" + " ".join([mlab_command(), *words, *map(shlex.quote, options)]) + "`"
+    PATH, and ```!.venv/bin/mlab check w1d1``` in a notebook, where a cell runs it so.
+    ``options`` (``("--dir", "ws")``) follow the words."""
+    bang = "!" if _in_ipython() else ""
+    return "`" + bang + " ".join([mlab_command(), *words, *map(shlex.quote, options)]) + "`"
 
 
 _WORDS = re.compile(r"`[^`]*`\S*|\S+")
@@ -340,7 +350,8 @@ def check_and_report(
         path = learner_file(day, file, directory)
         if not path.is_file():
             start = command("start", day.id, options=_options(None, directory))
-            raise CourseError(f"There is no {path}. Run {start} to create it, or pass --file.")
+            other = "file=..." if _in_ipython() else "--file"
+            raise CourseError(f"There is no {path}. Run {start} to create it, or pass {other}.")
         synced = sync_from_notebook(path)  # a paired notebook saved after the file
         if synced is not None and not as_json:
             console.print(Text(synced, style="dim"))
