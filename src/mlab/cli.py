@@ -252,7 +252,8 @@ def start(
                 f"Wrote [bold]{escape(str(paired))}[/bold], a notebook paired with "
                 f"{escape(path.name)}: the same cells, kept in step by Jupyter (jupytext)."
             )
-    read = command("read", d.id)
+    # The check run first, so that how to open the file is the last thing said.
+    check_and_report(d, directory=directory, console=console)
     if paired.exists():
         lab = (
             f"`{script_command('jupyter', 'lab', str(paired))}`"
@@ -263,16 +264,14 @@ def start(
             console,
             f"Open the notebook with {lab}, or in VS Code with the kernel "
             f"`{KERNEL_NAME}`. Checks read the saved notebook: save it (Ctrl+S) before its "
-            f"last cell runs them. {read} shows the instructions.\n",
+            "last cell runs them.",
         )
     else:
         to_notebook = command("start", d.id, "--notebook", options=dir_option)
         say(
             console,
-            f"Edit it in any editor; {to_notebook} pairs it with a Jupyter notebook. "
-            f"{read} shows the instructions.\n",
+            f"Edit it in any editor; {to_notebook} pairs it with a Jupyter notebook.",
         )
-    check_and_report(d, directory=directory, console=console)
 
 
 def _part_text(d: Day, i: int) -> str:
