@@ -292,9 +292,12 @@ def test_one_exercise_that_passes_names_the_next_unsolved_one() -> None:
     assert step.startswith(f"`{EX}` passes. Next: implement `{names[9]}`"), step
     assert f"`mlab check w1d1 --exercise {names[9]}`" in step
     assert f"{len(names) - 9} of {len(names)} exercises of w1d1 are left" in step
-    # the next one after the exercise checked, even when an earlier one is unsolved
-    step = next_step(DAY, [Result(names[5], "pass")], {names[0]: "fail"})
+    # the next one after the exercise checked, even when an earlier one was skipped
+    step = next_step(DAY, [Result(names[5], "pass")], {})
     assert f"Next: implement `{names[6]}`" in step
+    # but an earlier one that was tried and fails comes first, as a whole-day check says
+    step = next_step(DAY, [Result(names[5], "pass")], {names[0]: "fail"})
+    assert f"Next: `{names[0]}` did not pass when last checked (fail)" in step
     # one that failed when last checked is named as such
     step = next_step(DAY, [Result(EX, "pass")], {names[1]: "fail"})
     assert f"Next: `{names[1]}` did not pass when last checked (fail)" in step

@@ -224,10 +224,12 @@ def next_step(
         names = ", ".join(f"`{ex.name}`" for ex in checked if by_name[ex.name].passed)
         if names:
             head = f"{names} {'passes' if ',' not in names else 'pass'}. "
-    # The first unfinished exercise after the last one checked (wrapping round to the start).
+    # The first exercise that was tried and does not pass, as a whole-day check would say;
+    # else the first not started after the last one checked (wrapping round to the start).
+    tried = [ex for ex in left if known.get(ex.name, "not started") != "not started"]
     last = max((i for i, ex in enumerate(day.exercises) if ex.name in by_name), default=-1)
     after = [ex for ex in left if day.exercises.index(ex) > last] or left
-    ex = after[0]
+    ex = (tried or after)[0]
     check_it = command("check", day.id, "--exercise", ex.name, options=options)
     if known.get(ex.name, "not started") == "not started":
         return (
