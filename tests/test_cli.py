@@ -178,7 +178,8 @@ def test_check_one_exercise_then_list_and_status_show_progress(ws: Path) -> None
     status = invoke("status", "--dir", ws)
     assert re.search(rf"w1d1.*1/{len(DAY.exercises)}.*{DAY.workspace_filename}", status)
     assert f"progress in {ws}" in status
-    assert f"Next: `mlab check w1d1 --dir {ws}`, after editing {DAY.workspace_filename}." in status
+    path = ws / DAY.workspace_filename
+    assert f"Next: `mlab check w1d1 --dir {ws}`, after editing {path}." in " ".join(status.split())
     fresh = invoke("status", "--dir", ws.parent / "elsewhere")
     assert f"Next: `mlab start w1d1 --dir {ws.parent / 'elsewhere'}`." in fresh
 

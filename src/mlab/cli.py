@@ -436,11 +436,11 @@ def status(directory: DirOption = None) -> None:
                 style="yellow",
             )
     d = _current_day(directory)
-    started = learner_file(d, None, directory).exists()
+    path = learner_file(d, None, directory)
     say(
         console,
-        f"Next: {command('check' if started else 'start', d.id, options=where)}"
-        + (f", after editing {d.workspace_filename}." if started else "."),
+        f"Next: {command('check' if path.exists() else 'start', d.id, options=where)}"
+        + (f", after editing {path}." if path.exists() else "."),
     )
 
 
