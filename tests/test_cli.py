@@ -573,3 +573,13 @@ def test_printed_commands_are_never_split_across_lines() -> None:
     assert all(len(line) <= 80 for line in lines), lines
     assert any(command in line for line in lines), lines
     assert " ".join(lines) == text
+
+
+def test_hint_without_arguments_is_for_the_first_exercise_not_passing(ws: Path) -> None:
+    write_stubs(ws)
+    out = invoke("hint", "--dir", ws)
+    first = DAY.exercises[0]
+    assert f"{DAY.id} {first.name}, the first exercise not passing yet" in out
+    assert f"Hint 1/{len(first.hints)}:" in out
+    out = invoke("hint", "w1d1", "--dir", ws)  # a day alone: the same exercise, next hint
+    assert f"Hint 2/{len(first.hints)}:" in out

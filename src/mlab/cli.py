@@ -352,13 +352,23 @@ def check(
 
 @app.command()
 def hint(
-    day: DayArg,
-    exercise: Annotated[str, typer.Argument(help="The exercise's name.")],
+    day: Annotated[
+        str | None, typer.Argument(help="A day id such as w1d1 (default: the day you are on).")
+    ] = None,
+    exercise: Annotated[
+        str | None,
+        typer.Argument(help="The exercise's name (default: the first one not passing yet)."),
+    ] = None,
     directory: DirOption = None,
 ) -> None:
     """Reveal the next hint for an exercise (earlier ones are shown again)."""
-    d = get_day(day)
-    ex = d.exercise(exercise)
+    d = get_day(day) if day else _current_day(directory)
+    if exercise is None:
+        progress = _progress(d, directory)
+        ex = next((e for e in d.exercises if progress.get(e.name) != "pass"), d.exercises[-1])
+        console.print(Text(f"{d.id} {ex.name}, the first exercise not passing yet:", style="dim"))
+    else:
+        ex = d.exercise(exercise)
     store = ProgressStore.for_workspace(_workspace(directory))
     already = store.hints_revealed(d.id, ex.name)
     revealed = store.reveal_hint(d.id, ex.name, len(ex.hints))
