@@ -480,7 +480,10 @@ def test_an_update_divergence_says_how_the_updates_compare(
     assert f"variant's update of `0.weight` is {lr / 0.1:.3g}x mlp's, in the same direction" in (
         detail
     )
-    assert f"{lr / 0.1:.3g}x in all {len(moved)} parameters (1 more barely moved)" in detail
+    assert (
+        f"{lr / 0.1:.3g}x in the {len(moved)} parameters that moved (1 other barely moved)"
+        in detail
+    )
     assert f"(the learning rate, for plain SGD) {lr:.3g} in variant, 0.1 in mlp" in detail
     # recorded without the weights, the update cannot be measured; the sentence says the rest
     stats = compare(
@@ -506,9 +509,8 @@ def test_an_update_divergence_from_momentum(
     ratios = [u.ratio for u in sizes.values()]
     detail = result.first.detail
     assert "in another direction (cosine 0." in detail
-    assert f"from {min(ratios):.3g}x to {max(ratios):.3g}x across {len(ratios)} parameters" in (
-        detail
-    )
+    moved = f"the {len(ratios)} parameters that moved (1 other barely moved)"
+    assert f"from {min(ratios):.3g}x to {max(ratios):.3g}x across {moved}" in detail
 
 
 def test_compare_finds_the_layer_in_the_wrong_mode(
@@ -518,6 +520,7 @@ def test_compare_finds_the_layer_in_the_wrong_mode(
     first = result.first
     assert (first.kind, first.step, first.layer) == ("forward", 0, "1")
     assert "`0` (Linear)" in first.detail and "`1` (BatchNorm1d)" in first.detail
+    assert "`1` is in training mode in mlp and in eval mode in mlp_bug" in first.detail
     table = result.summary()
     assert re.search(r"activation\s+1\s+BatchNorm1d\s+[\d.]+\s+<- differs", table), table
     assert re.search(r"activation\s+0\s+Linear\s+0\s*$", table, flags=re.M), table
@@ -687,6 +690,21 @@ def _transformer_like_run() -> Run:
     return Run("hunt", [step], [], names)
 
 
+def table_names(text: str) -> list[str]:
+    """The layer names of a printed layer table, each put back together from its lines (a
+    row's first line has a type; the lines after it do not)."""
+    names: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("│"):
+            layer, kind = (cell.strip() for cell in line.split("│")[1:3])
+            if kind:
+                names.append(layer)
+            else:
+                assert names[-1].endswith("."), f"{names[-1]!r} split inside a word: {text}"
+                names[-1] += layer
+    return names
+
+
 @pytest.mark.parametrize("width", [80, 100, 200])
 def test_layer_table_fits_the_terminal_and_never_cuts_a_number(width: int) -> None:
     run = _transformer_like_run()
@@ -705,6 +723,7 @@ def test_layer_table_fits_the_terminal_and_never_cuts_a_number(width: int) -> No
         for value in (stats.mean, stats.std, stats.norm, record.gradients[name].norm):
             assert f" {compact(value)} " in row, (compact(value), text)
         assert run.module_types[name] in row
+    assert table_names(text) == list(record.activations), text  # no name split mid-word
     if width == 80:  # saturation and NaN/inf say nothing here: left out, and said so
         assert "not shown: sat. (0% in every layer), nan/inf (none)" in text, text
     for column in ("sat.", "nan/inf"):  # a column is shown, or the caption says why not
@@ -778,6 +797,56 @@ def test_record_batch_compares_two_models_layer_by_layer() -> None:
     run = record_batch(a, x, name="a", keep_tensors=True)
     assert run.steps[0].gradients == {}
     assert list(run.steps[0].activations) == ["0", "1", "2", "3", "4"]
+
+
+class _Mixer(nn.Module):
+    """Like attention's output projection: a parameter used in the module's own code between
+    two parameter-free children (``y @ W_O.T`` written ``y @ W_O`` when ``transposed``)."""
+
+    def __init__(self, transposed: bool = False) -> None:
+        super().__init__()
+        self.W_O = nn.Parameter(torch.randn(6, 6))
+        self.attn_drop, self.resid_drop = nn.Dropout(0.1), nn.Dropout(0.1)
+        self.transposed = transposed
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.attn_drop(x)
+        return self.resid_drop(y @ (self.W_O if self.transposed else self.W_O.T))
+
+
+def _mixers(**changes: Any) -> tuple[Run, Run]:
+    torch.manual_seed(0)
+    good = nn.Sequential(nn.Linear(4, 6), _Mixer(), nn.Linear(6, 3))
+    bad = copy.deepcopy(good)
+    for key, value in changes.items():
+        if key == "mode":
+            bad[1].resid_drop.train(value)
+        else:
+            setattr(bad[1], key, value)
+    x = torch.randn(8, 4)
+    torch.manual_seed(1)
+    a = record_batch(good, x, name="good")
+    torch.manual_seed(1)
+    return a, record_batch(bad, x, name="bad")
+
+
+def test_a_difference_made_between_two_children_names_the_parents_code() -> None:
+    """The first differing output is a Dropout in the right mode: the difference arises in the
+    parent's own code between its two children, not in the Dropout."""
+    first = compare(*_mixers(transposed=True)).first
+    assert (first.kind, first.layer) == ("forward", "1.resid_drop")
+    assert "the difference arises inside `1` (_Mixer)" in first.detail
+    assert "between `attn_drop` and `resid_drop`" in first.detail
+    assert "mode" not in first.detail  # both runs are in training mode
+    # its input agrees: the Dropout itself is built differently (its p)
+    dropout = compare(*_mixers(resid_drop=nn.Dropout(0.5))).first
+    assert dropout.layer == "1.resid_drop" and "inside" not in dropout.detail
+    assert "its input agrees" in dropout.detail and "Dropout's p" in dropout.detail
+    assert "mode" not in dropout.detail
+    # in eval mode in one run only: the mode is named, run by run
+    mode = compare(*_mixers(mode=False)).first
+    assert mode.layer == "1.resid_drop"
+    assert "`1.resid_drop` is in training mode in good and in eval mode in bad" in mode.detail
 
 
 def test_record_batch_leaves_the_model_as_it_was() -> None:

@@ -5,6 +5,7 @@ did, where it first differs from another script, and what looks unhealthy; write
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -18,7 +19,7 @@ from mlab.inspect.record import Run, StepRecord
 from mlab.inspect.render import write_report
 from mlab.inspect.script import run_script
 
-__all__ = ["compact", "inspect_command", "layer_table"]
+__all__ = ["compact", "inspect_command", "layer_table", "wrap_name"]
 
 
 # columns left out, in this order, when the table would be wider than the terminal
@@ -49,10 +50,41 @@ def compact(x: float) -> str:
     return min(short, key=len)
 
 
+def _cell_width(cell: str) -> int:
+    return max(map(len, cell.split("\n")))
+
+
 def _width(columns: dict[str, list[str]]) -> int:
     """Characters a rich table with these columns takes: each column as wide as its widest
-    cell, plus a space either side and a rule between columns and at both edges."""
-    return sum(max([len(c), *map(len, cells)]) + 3 for c, cells in columns.items()) + 1
+    line, plus a space either side and a rule between columns and at both edges."""
+    return sum(max([len(c), *map(_cell_width, cells)]) + 3 for c, cells in columns.items()) + 1
+
+
+def wrap_name(name: str, width: int) -> str:
+    """``name`` on lines of at most ``width`` characters, broken only after a ``.``: a layer
+    name is what one searches the code for, so an identifier is never split (one longer
+    than ``width`` stays whole on its own line).
+
+    >>> print(wrap_name("blocks.0.attn.resid_drop", 16))
+    blocks.0.attn.
+    resid_drop
+    """
+    lines = [""]
+    for part in re.findall(r"[^.]*\.|[^.]+$", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _fit_names(columns: dict[str, list[str]], names: list[str], width: int) -> None:
+    """Wrap the layer names (at dots) just enough for the table to fit ``width``, no narrower
+    than _MIN_NAME; the names stay whole when they fit."""
+    longest = max(map(len, names), default=0)
+    for name_width in range(longest, _MIN_NAME - 1, -1):
+        columns["layer"] = [wrap_name(name, name_width) for name in names]
+        if _width(columns) <= width:
+            return
 
 
 def layer_table(
@@ -63,7 +95,8 @@ def layer_table(
 
     Numbers are never cut (3 significant digits, see ``compact``). When the table would be
     wider than ``width`` (default: the terminal's), optional columns that hold nothing (0%,
-    0/0) go first, then long names fold onto more lines, then the other optional columns go;
+    0/0) go first, then long names wrap onto more lines (at dots only: see ``wrap_name``), then
+    the other optional columns go;
     the caption names what is not shown."""
     width = width if width is not None else Console().width
     record = run.steps[step] if step < len(run.steps) else StepRecord(step)
@@ -93,12 +126,17 @@ def layer_table(
         if _width(columns) > width and set(columns[column]) <= {_NOTHING[column]}:
             del columns[column]
             left_out.append(f"{column} ({_NOTHING_SAID[column]})")
+    names = list(columns["layer"])
     for column in _OPTIONAL:
-        folded = {c: [cell[:_MIN_NAME] for cell in columns[c]] for c in ("layer", "type")}
+        folded = {
+            "layer": [wrap_name(name, _MIN_NAME) for name in names],
+            "type": [cell[:_MIN_NAME] for cell in columns["type"]],
+        }
         if column not in columns or _width({**columns, **folded}) <= width:
             continue
         del columns[column]
         left_out.append(f"{column} (widen the terminal to see it)")
+    _fit_names(columns, names, width)
     caption = f"not shown: {', '.join(left_out)}" if left_out else None
     table = Table(
         title=f"{run.name}: layers at step {step} (forward order)",
@@ -111,11 +149,11 @@ def layer_table(
         table.add_column(
             column,
             justify="right" if number else "left",
-            no_wrap=number,
+            no_wrap=column != "type",  # names come wrapped at dots (wrap_name)
             min_width=max([len(column), *map(len, cells)]) if number else None,
             overflow="fold",
         )
-    for i, name in enumerate(columns["layer"]):
+    for i, name in enumerate(names):
         style = "bold red" if name == highlight else None
         table.add_row(*(cells[i] for cells in columns.values()), style=style)
     return table

@@ -353,12 +353,13 @@ def _detail(kind: Kind, row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -
         agree = "the input agrees"
         if previous is not None:
             agree = f"outputs agree up to `{previous.name}` ({_type_name(previous.name, a, b)})"
-        what = f"the output of {module} differs ({by})"
         if only is not None:
-            what = f"{module} runs in {only} only"
-        return (
-            f"step {s}: {agree}; {what} — look at what that layer does, or at what puts it "
-            "in a different mode (train/eval)"
+            return (
+                f"step {s}: {agree}; {module} runs in {only} only — look at the model's "
+                "layers (built in build_model) and at the forward that calls them"
+            )
+        return f"step {s}: {agree}; the output of {module} differs ({by}) — " + _where_forward(
+            row, previous, a, b
         )
     if row.place == "gradient":
         agree = "the forward pass and the loss agree"
@@ -375,6 +376,84 @@ def _detail(kind: Kind, row: LayerDiff, rows: list[LayerDiff], a: Run, b: Run) -
         f"step {s}: the forward pass and the gradients at layer outputs agree, but parameter "
         f"`{name}`'s gradient differs ({by}) — look at zero_grad (gradients accumulating), "
         "gradient clipping, or a term added to the gradient by hand"
+    )
+
+
+def _where_forward(row: LayerDiff, previous: LayerDiff | None, a: Run, b: Run) -> str:
+    """Where to look when the output of module ``row.name`` is the first to differ.
+
+    A module in training mode in one run and eval mode in the other: what sets the mode. A
+    module handed an input that differs although every recorded output before it agrees: the
+    code between them, in the forward of the module that calls it (its parent). Otherwise the
+    module itself."""
+    sa, sb, name = a.steps[row.step], b.steps[row.step], row.name
+    mode_a, mode_b = sa.modes.get(name), sb.modes.get(name)
+    if mode_a is not None and mode_b is not None and mode_a != mode_b:
+        return (
+            f"`{name}` is in {_mode(mode_a)} mode in {a.name} and in {_mode(mode_b)} mode in "
+            f"{b.name}: look at what puts it in a different mode (model.train(), model.eval())"
+        )
+    input_a, input_b = sa.inputs.get(name), sb.inputs.get(name)
+    if input_a is not None and input_b is not None:
+        if not stats_difference(input_a, input_b) <= _INPUT_RTOL:
+            return _between(name, previous.name if previous is not None else None, a)
+        return (
+            f"its input agrees, so that layer computes something else: look at what it does "
+            f"and how it is built (its settings, its weights){_parameter_free(name, a)}"
+        )
+    return "look at what that layer does, or at the code that computes its input"
+
+
+def _mode(training: bool) -> str:
+    return "training" if training else "eval"
+
+
+# how far the summaries of a module's input may be apart in two equivalent runs
+_INPUT_RTOL = 1e-4
+
+
+def _parameter_free(name: str, run: Run) -> str:
+    """A note for a module with no parameters of its own (Dropout, an activation), whose
+    output can only differ by its settings or the random numbers it draws; else ""."""
+    params = run.steps[0].params if run.steps else {}
+    if any(p.rpartition(".")[0] == name for p in params):
+        return ""
+    return (
+        "; it has no parameters, so look at its settings (such as Dropout's p) or at what "
+        "draws random numbers before it"
+    )
+
+
+def _parent(name: str) -> str:
+    return name.rpartition(".")[0]
+
+
+def _short(name: str, parent: str) -> str:
+    return name[len(parent) + 1 :] if parent else name
+
+
+def _owner(parent: str, run: Run) -> str:
+    kind = run.module_types.get(parent, "?")
+    return f"`{parent}` ({kind})" if parent else f"the model's own forward ({kind})"
+
+
+def _between(name: str, previous: str | None, run: Run) -> str:
+    """``name``'s input differs while the outputs before it agree: the difference arises in
+    the code that computes its input, in the forward of the module that calls it."""
+    parent = _parent(name)
+    where = f"the difference arises inside {_owner(parent, run)}"
+    if previous is not None and _parent(previous) == parent:
+        calls = f"between `{_short(previous, parent)}` and `{_short(name, parent)}`"
+        return (
+            f"its input already differs, so {where}, in its own code {calls}: look at its "
+            f"forward between those two calls (an operation written out, a parameter used "
+            "directly)"
+        )
+    before = f"before it calls `{_short(name, parent)}`"
+    after = f" (or after `{previous}`, in the forward that calls both)" if previous else ""
+    return (
+        f"its input already differs, so {where}, in its own code {before}{after}: look at its "
+        "forward up to that call (an operation written out, a parameter used directly)"
     )
 
 
@@ -464,14 +543,19 @@ def _describe_updates(sizes: list[UpdateSize], name: str, a: Run, b: Run) -> str
         for u in sizes
         if math.isfinite(u.ratio) and max(u.norm_a, u.norm_b) >= NOISE_FLOOR * largest
     ]
+    n_still = len(sizes) - len(ratios)
     if len(ratios) > 1:
         low, high = min(ratios), max(ratios)
+        which = f"the {len(ratios)} parameters that moved" if n_still else f"all {len(ratios)}"
         if high <= low * 1.01:
-            parts.append(f"{_times(first.ratio)} in all {len(ratios)} parameters")
+            which = which if n_still else f"{which} parameters"
+            parts.append(f"{_times(first.ratio)} in {which}")
         else:
-            parts.append(f"from {_times(low)} to {_times(high)} across {len(ratios)} parameters")
-    if len(ratios) < len(sizes):
-        parts[-1] += f" ({len(sizes) - len(ratios)} more barely moved)"
+            which = which if n_still else f"{len(ratios)} parameters"
+            parts.append(f"from {_times(low)} to {_times(high)} across {which}")
+    if n_still:
+        others = "others" if n_still > 1 else "other"
+        parts[-1] += f" ({n_still} {others} barely moved)"
     if math.isfinite(first.lr_a) and math.isfinite(first.lr_b):
         parts.append(
             f"‖Δθ‖/‖g‖ (the learning rate, for plain SGD) {first.lr_b:.3g} in {b.name}, "

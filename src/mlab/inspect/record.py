@@ -62,6 +62,11 @@ class StepRecord:
     params: dict[str, TensorStats] = field(default_factory=dict)  # before the first forward
     param_grads: dict[str, TensorStats] = field(default_factory=dict)  # at end_step
     loss: float | None = None
+    # what each watched module was given (its first positional tensor, before its forward)
+    # and whether it was in training mode, at its first call of the step: they tell a layer
+    # that computes something else from one that is handed something else
+    inputs: dict[str, TensorStats] = field(default_factory=dict)
+    modes: dict[str, bool] = field(default_factory=dict)
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -248,7 +253,10 @@ class Recorder:
     ``modules`` picks the watched modules (see ``recorded_modules``). Each step records the
     first call of each module only. The step's first call of ``model`` itself records its
     first positional tensor argument (``input``) and the parameters as they are then
-    (``params``). With ``keep_tensors``, detached CPU copies of all of these are kept too,
+    (``params``). Each watched module's input (its first positional tensor, summarised) and
+    its train/eval mode are recorded too, at its first call (``inputs``, ``modes``): they
+    tell a layer that computes something else from one handed something else. With
+    ``keep_tensors``, detached CPU copies of all of these are kept too,
     for the first ``max_tensor_steps`` steps only (memory). ``attention`` keeps the latest
     attention map (``attention_map``) of every module that ``is_attention_module``, watched
     or not.
@@ -283,6 +291,8 @@ class Recorder:
         for name, module in self.model.named_modules():
             watched = name in self.modules
             attention = name != "" and is_attention_module(name, module)
+            if watched:
+                self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
             if watched or attention:
                 hook = self._make_forward_hook(name, module, watched, attention)
                 self._handles.append(module.register_forward_hook(hook))
@@ -340,6 +350,18 @@ class Recorder:
             return
         self._model_called = True
         record_step_start(self.current, self.model, args, self._keeping(self.current))
+
+    def _make_pre_hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def pre_hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
+            record = self.current
+            if name in record.modes:
+                return
+            record.modes[name] = mod.training
+            x = first_tensor(args)
+            if x is not None:
+                record.inputs[name] = tensor_stats(x)
+
+        return pre_hook
 
     def _make_forward_hook(
         self, name: str, module: nn.Module, watched: bool, attention: bool
