@@ -407,6 +407,7 @@ def test_python_loops_are_caught(fn) -> None:
     text = str(info.value)
     assert text.startswith(f"{fn.__name__}: loops in Python over the data")
     assert "  size 40: " in text
+    assert max(len(line) for line in text.splitlines()[1:]) <= 76  # inside a panel at 80
     assert info.value.details["lines_large"] > info.value.details["lines_small"]
 
 
@@ -681,7 +682,7 @@ def test_many_missing_keys_are_capped_with_a_count_and_wrapped() -> None:
     text = str(mismatch(ours, expected))
     lines = text.splitlines()
     assert lines[0] == "output: keys differ: 100 missing, 100 unexpected (100 expected, 100 given)"
-    assert max(len(line) for line in lines) <= 80
+    assert max(len(line) for line in lines[1:]) <= 76
     assert len(lines) <= 12
     assert lines[1].startswith("  missing (100): '0.weight', '0.bias', '0.running_mean', ")
     assert all(line.startswith("    '") for line in lines[2:] if "unexpected" not in line)
@@ -718,15 +719,68 @@ def test_assert_unchanged_shows_the_input_before_and_what_changed() -> None:
     with pytest.raises(MismatchError) as info:
         assert_unchanged(x, before, what="pred")
     lines = str(info.value).splitlines()
-    assert lines[:4] == [
-        "pred: was modified in place: 2 of 6 values changed.",
+    assert lines == [
+        "`pred` was modified in place: 2 of 6 values changed.",
         "  before: Tensor(shape=(6,), dtype=float32, values=[0, 1, 2, 3, 4, 5])",
         "  at index [1]: was 1, now 10",
         "  at index [4]: was 4, now -1",
+        "  Never write into an argument: build a new tensor (torch.where, .clone()).",
     ]
-    assert "Compute a new tensor instead" in lines[4]
-    assert max(len(line) for line in lines) <= 80
+    assert max(len(line) for line in lines) <= 76  # inside a rich panel at 80 columns
     assert info.value.details["changed"] == 2
+    with pytest.raises(MismatchError) as info:
+        assert_unchanged(x, before, what="the upstream gradient")
+    assert str(info.value).startswith("the upstream gradient was modified in place: 2 of 6")
+
+
+def _replace_in_place(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    x[mask] = 0.0
+    return x
+
+
+def test_in_place_write_under_case_is_named_once_with_the_inputs_listed_once() -> None:
+    x = torch.arange(1.0, 5.0)
+    mask = torch.tensor([False, True, False, True])
+    before = x.clone()
+    with pytest.raises(MismatchError) as info, case("a 4-vector", x=x, mask=mask):
+        _replace_in_place(x, mask)
+        assert_unchanged(x, before)
+    text = "\n".join([str(info.value), *info.value.__notes__])
+    assert text.splitlines() == [
+        "`x` was modified in place: 2 of 4 values changed.",
+        "  at index [1]: was 2, now 0",
+        "  at index [3]: was 4, now 0",
+        "  Never write into an argument: build a new tensor (torch.where, .clone()).",
+        "while checking: a 4-vector",
+        "  x = Tensor(shape=(4,), dtype=float32, values=[1, 2, 3, 4])",
+        "  mask = Tensor(shape=(4,), dtype=bool, values=[False, True, False, True])",
+    ]
+    # An explicit name is kept; the case still lists the input, once.
+    x2 = x.clone()
+    with pytest.raises(MismatchError) as info, case("outer", y=x2), case("inner", k=1):
+        x2.zero_()
+        assert_unchanged(x2, before, what="upstream (a hook must not scale it)")
+    text = "\n".join([str(info.value), *info.value.__notes__])
+    assert text.startswith("upstream (a hook must not scale it) was modified in place")
+    assert "before:" not in text
+    assert "it now holds" not in text
+    assert text.count("y = Tensor(shape=(4,), dtype=float32, values=[1, 0, 3, 0])") == 1
+    # Once the case is over, the input is no longer named from it.
+    with pytest.raises(MismatchError) as info:
+        assert_unchanged(x, before)
+    assert str(info.value).startswith("the input was modified in place: 2 of 4")
+    assert "  before: Tensor(shape=(4,), dtype=float32, values=[1, 2, 3, 4])" in str(info.value)
+
+
+def test_case_does_not_repeat_an_input_its_description_shows() -> None:
+    with (
+        pytest.raises(ZeroDivisionError) as info,
+        case("shape (), stride=(4, 1), k=10", shape=(), stride=(4, 1), k=1, n=0),
+    ):
+        _ = 1 / 0
+    assert info.value.__notes__ == [
+        "while checking: shape (), stride=(4, 1), k=10\n  k = 1\n  n = 0"
+    ]
 
 
 def _unchanged_error(x: torch.Tensor, before: torch.Tensor) -> str:
@@ -765,10 +819,8 @@ def _writes_into(x: torch.Tensor) -> torch.Tensor:
 
 def test_case_shows_a_tensor_as_it_was_given() -> None:
     x = torch.arange(4.0)
-    before = x.clone()
     with pytest.raises(MismatchError) as info, case("a 4-vector", x=x, k=2):
-        _writes_into(x)
-        assert_unchanged(x, before, what="x")
+        assert_equal(_writes_into(x), torch.arange(4.0) * 2)
     note = info.value.__notes__[0]
     assert note.splitlines() == [
         "while checking: a 4-vector",
@@ -912,12 +964,15 @@ def test_every_message_starts_with_what_it_names() -> None:
         (assert_shares_storage, (x.clone(), x)),
         (assert_not_shares_storage, (None, x)),
         (assert_not_shares_storage, (x, x)),
-        (assert_unchanged, (x.unsqueeze(0), x)),
     ]
     for fn, args in failing:
         text = _message(fn, *args, what="the thing")
         assert text.startswith("the thing: "), (fn.__name__, args, text)
         assert "the thing" not in text[len("the thing: ") :]
+    # an in-place write reads as a sentence: "`x` was modified in place"
+    text = _message(assert_unchanged, x.unsqueeze(0), x, what="the thing")
+    assert text.startswith("the thing was modified in place.\n")
+    assert "the thing" not in text[len("the thing") :]
 
 
 def test_the_fallback_comparison_raises_on_strings_none_and_objects() -> None:
@@ -947,18 +1002,18 @@ def test_only_missing_or_only_unexpected_keys() -> None:
     )
 
 
-def test_name_lists_wrap_exactly_at_80_columns_and_never_split_a_name() -> None:
+def test_name_lists_wrap_exactly_at_76_columns_and_never_split_a_name() -> None:
     # "  missing (10): " is 16 columns; each name below is 'k0'..'k9' plus padding.
     ten = [f"k{i}" for i in range(10)]
     text = _message(assert_close, {}, dict.fromkeys(ten, 0))
     assert "(10): 'k0', 'k1'" in text
     assert "more" not in text  # ten names: all of them, no count
-    # a first line of exactly 80 columns stays one line; 81 wraps
-    for width, lines in ((80, 1), (81, 2)):
+    # a first line of exactly 76 columns (what a rich panel at 80 leaves) stays one line; 77 wraps
+    for width, lines in ((76, 1), (77, 2)):
         name = "n" * (width - len("  missing (2): ''") - len(", 'b'"))
         text = _message(assert_close, {}, {name: 0, "b": 0}).splitlines()[1:]
         assert len(text) == lines, (width, text)
-        assert max(len(line) for line in text) <= 80 if lines == 2 else len(text[0]) == 80
+        assert max(len(line) for line in text) <= 76 if lines == 2 else len(text[0]) == 76
     long = "layer-" + "x" * 60 + "-weight-with-many-hyphens"
     text = _message(assert_close, {}, {long: 0, "b": 0})
     assert f"'{long}'" in text  # not cut at 80 columns, nor at its hyphens

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -147,13 +148,28 @@ def describe(x: Any, *, max_items: int = 6) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# The inputs of the case() blocks now open, innermost last: assert_unchanged names an input it
+# finds here, and leaves listing it to case().
+_OPEN_CASES: list[Mapping[str, Any]] = []
+
+
+def _shown_in(description: str, name: str, shown: str) -> bool:
+    """Whether ``description`` already shows the input, as ``name=value`` or ``name value``
+    ("shape (2, 3)"): listing it again would only repeat it."""
+    return (
+        re.search(rf"\b{re.escape(name)}[ =]{re.escape(shown)}(?![\w.])", description) is not None
+    )
+
+
 @contextmanager
 def case(description: str, **inputs: Any) -> Iterator[None]:
     """Name the input being checked: any exception raised inside gets a note saying which.
 
     Tensors are described as they were on entry, before the code under check could write
-    into them; one it changed also shows what it holds now. (Tensor subclasses, which may
-    watch every read, are described only on failure.)
+    into them; one it changed also shows what it holds now, unless :func:`assert_unchanged`
+    already listed the changes. (Tensor subclasses, which may watch every read, are described
+    only on failure.) An input the description already shows (``shape (2, 3)``, ``k=2``) is
+    not listed again.
 
     >>> with case("a 3x4 matrix, transposed", x=torch.ones(3, 4).t()):
     ...     pass
@@ -161,20 +177,26 @@ def case(description: str, **inputs: Any) -> Iterator[None]:
     # Plain tensors only: a subclass may watch every read, and describing one is a read.
     plain = (Tensor, torch.nn.Parameter)
     given = {name: describe(v) for name, v in inputs.items() if type(v) in plain}
+    _OPEN_CASES.append(inputs)
     try:
         yield
     except BaseException as exc:
+        reported = getattr(exc, "changed_input", None)
         lines = [f"while checking: {description}"]
         for name, value in inputs.items():
             now = describe(value)
             was = given.get(name, now)
+            if was == now and _shown_in(description, name, was):
+                continue
             lines.append(f"  {name} = {was}")
-            if was != now:
+            if was != now and value is not reported:
                 lines.append(
                     f"    changed in place by the code under check; it now holds\n    {now}"
                 )
         exc.add_note("\n".join(lines))
         raise
+    finally:
+        _OPEN_CASES.pop()
 
 
 def expect(condition: bool, message: str) -> None:
@@ -420,16 +442,18 @@ def assert_close(
 
 
 _LISTED = 10  # names listed in a message, at most
+_WIDTH = 76  # columns a message line may take: what a rich panel leaves inside 80
 
 
 def _name_list(label: str, names: list[Any]) -> str:
-    """``  missing (12): 'a', 'b', ... (2 more)``, wrapped at 80 columns."""
+    """``  missing (12): 'a', 'b', ... (2 more)``, wrapped to fit the 76 columns inside a
+    diagnostic panel at 80."""
     shown = ", ".join(repr(n) for n in names[:_LISTED])
     if len(names) > _LISTED:
         shown += f", ... ({len(names) - _LISTED} more)"
     return textwrap.fill(
         f"{label} ({len(names)}): {shown}",
-        width=80,
+        width=_WIDTH,
         initial_indent="  ",
         subsequent_indent="    ",
         break_long_words=False,
@@ -578,34 +602,47 @@ def assert_not_shares_storage(t: Any, base: Tensor, *, what: str = "output") -> 
         )
 
 
+def _case_name(x: Tensor) -> str | None:
+    """The name under which an open :func:`case` lists ``x`` itself, innermost first."""
+    names = (n for inputs in reversed(_OPEN_CASES) for n, v in inputs.items() if v is x)
+    return next(names, None)
+
+
 def assert_unchanged(x: Tensor, before: Tensor, *, what: str = "the input") -> None:
     """Check that ``x`` still equals ``before`` (a clone taken before the call): the code under
-    check must not write into its input. The message shows the value as it was and the
-    elements that changed."""
-    hint = (
-        "  Compute a new tensor instead (torch.where, or .clone() first): writing into\n"
-        "  an argument changes the caller's data."
-    )
+    check must not write into its input. The message names the input (as an open
+    :func:`case` names it, when ``what`` is left as is), lists the elements that changed, and
+    shows the value as it was unless that case lists it already."""
+    name = _case_name(x)
+    if what == "the input" and name is not None:
+        what = name
+    label = f"`{what}`" if what.isidentifier() else what
+    hint = "  Never write into an argument: build a new tensor (torch.where, .clone())."
+    listed = [] if name is not None else [f"  before: {describe(before)}"]
     if x.shape != before.shape or x.dtype != before.dtype:
-        raise _fail(
-            what,
-            f"was modified in place.\n  before: {describe(before)}\n  after:  {describe(x)}\n"
-            + hint,
-        )
-    now, was = x.detach().reshape(-1), before.detach().reshape(-1)
-    changed = ((now != was) & ((now == now) | (was == was))).nonzero().reshape(-1)  # NaN == NaN
-    if len(changed) == 0:
-        return
-    lines = [
-        f"was modified in place: {len(changed)} of {was.numel()} values changed.",
-        f"  before: {describe(before)}",
-    ]
-    for i in changed[:_LISTED].tolist():
-        old, new = _two_numbers(was[i].item(), now[i].item())
-        lines.append(f"  at index {_index_str(i, before.shape)}: was {old}, now {new}")
-    if len(changed) > _LISTED:
-        lines.append(f"  ... and {len(changed) - _LISTED} more")
-    raise _fail(what, "\n".join([*lines, hint]), changed=len(changed))
+        lines = [f"{label} was modified in place.", *listed, f"  after:  {describe(x)}"]
+        details: dict[str, Any] = {}
+    else:
+        now, was = x.detach().reshape(-1), before.detach().reshape(-1)
+        differ = (now != was) & ((now == now) | (was == was))  # NaN == NaN
+        where = differ.nonzero().reshape(-1)
+        changed = len(where)
+        if changed == 0:
+            return
+        lines = [
+            f"{label} was modified in place: {changed} of {was.numel()} values changed.",
+            *listed,
+        ]
+        for i in where[:_LISTED].tolist():
+            old, new = _two_numbers(was[i].item(), now[i].item())
+            lines.append(f"  at index {_index_str(i, before.shape)}: was {old}, now {new}")
+        if changed > _LISTED:
+            lines.append(f"  ... and {changed - _LISTED} more")
+        details = {"changed": changed}
+    err = MismatchError("\n".join([*lines, hint]))
+    err.details = details  # type: ignore[attr-defined]
+    err.changed_input = x  # type: ignore[attr-defined]  # case() need not show it again
+    raise err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -746,9 +783,9 @@ def assert_no_python_loop(
             "loops in Python over the data: the work grows with the input.\n"
             f"  size {small}: {lines_small} Python lines run, {calls_small} torch calls\n"
             f"  size {large}: {lines_large} Python lines run, {calls_large} torch calls\n"
-            "  A for or while loop, a comprehension, map, filter, functools.reduce or sum()\n"
-            "  over a tensor does that. Replace it with tensor operations (broadcasting,\n"
-            "  indexing, reductions) so the work happens inside torch.",
+            "  A for or while loop, a comprehension, map, filter, functools.reduce or\n"
+            "  sum() over a tensor does that. Replace it with tensor operations\n"
+            "  (broadcasting, indexing, reductions) so the work happens inside torch.",
             lines_small=lines_small,
             lines_large=lines_large,
             torch_calls_small=calls_small,
