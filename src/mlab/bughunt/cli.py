@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import difflib
 import shlex
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -47,7 +47,11 @@ console = Console()
 
 DirOption = Annotated[
     Path | None,
-    typer.Option("--dir", help="The workspace folder (default: $MLAB_WORKSPACE or ./workspace)."),
+    typer.Option(
+        "--dir",
+        help="The workspace folder (default: $MLAB_WORKSPACE, else the workspace found from "
+        "the current folder upwards, else ./workspace).",
+    ),
 ]
 
 
@@ -70,6 +74,34 @@ def _bad_input() -> Iterator[None]:
         message = Text("error: ", style="bold red") + Text(str(err))
         Console(stderr=True, soft_wrap=True).print(message)
         raise typer.Exit(2) from None
+
+
+def _hanging(first: str, text: str) -> str:
+    """``text`` wrapped to the console's width after ``first``, its later lines indented to
+    line up under its first (a hanging indent); words are never split."""
+    width = max(console.width, len(first) + 20)
+    indent = " " * len(first)
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
+
+
+def _print_code(diff: str) -> None:
+    """A unified diff, line by line as it is: code is never wrapped or cut (a wrapped line
+    of a diff would lose its +/-/space prefix); a long line runs past the terminal's edge."""
+    for line in diff.splitlines():
+        style = _DIFF_STYLES.get(line[:1], "")
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        console.print(Text(line, style=style), soft_wrap=True, crop=False)
 
 
 def _summary(target: str) -> str:
@@ -105,7 +137,9 @@ def new(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Start even if a hunt is unfinished or the file has your edits."
+            "--force",
+            metavar="",  # a flag: it takes no value
+            help="Start even if a hunt is unfinished or the file has your edits.",
         ),
     ] = False,
     directory: DirOption = None,
@@ -131,17 +165,16 @@ def new(
             "what the code around it says it should."
         )
     rel = started.hunt.file
-    console.print(
-        "\nHow to hunt:\n"
-        f"  1. `{python_command()} {shlex.quote(str(started.path))}`: watch it train (the "
-        "docstring says what to expect)\n"
-        f"  2. {_cmd('inspect', directory)}: where it first differs from the reference, layer "
-        "by layer\n"
-        f"  3. {_cmd(f'guess {rel}:LINE', directory)}: name the line of the bug\n"
-        f"  4. {_cmd('reveal', directory)}: give up and see the answer",
-        highlight=False,
-        markup=False,
-    )
+    steps = [
+        f"`{python_command()} {shlex.quote(str(started.path))}`: watch it train (the "
+        "docstring says what to expect)",
+        f"{_cmd('inspect', directory)}: where it first differs from the reference, layer by layer",
+        f"{_cmd(f'guess {rel}:LINE', directory)}: name the line of the bug",
+        f"{_cmd('reveal', directory)}: give up and see the answer",
+    ]
+    console.print("\nHow to hunt:")
+    for i, step in enumerate(steps, start=1):
+        console.print(_hanging(f"  {i}. ", step), highlight=False, markup=False, soft_wrap=True)
 
 
 @bughunt_app.command("inspect")
@@ -239,7 +272,7 @@ def _explain(bug: Bug) -> None:
 @bughunt_app.command()
 def reveal(
     no_inspect: Annotated[
-        bool, typer.Option("--no-inspect", help="Skip running the comparison.")
+        bool, typer.Option("--no-inspect", metavar="", help="Skip running the comparison.")
     ] = False,
     directory: DirOption = None,
 ) -> None:
@@ -251,7 +284,7 @@ def reveal(
     hunt, bug = shown.hunt, shown.bug
     lines = ", ".join(str(n) for n in bug.lines)
     console.print(f"The bug is in {hunt.file}, line{'s' if len(bug.lines) > 1 else ''} {lines}:")
-    console.print(Syntax(shown.diff, "diff", word_wrap=True))
+    _print_code(shown.diff)
     _explain(bug)
     expected = " or ".join(e.describe() for e in bug.expected)
     console.print(Text("What the comparison with the reference should show: ") + Text(expected))
