@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,6 +27,21 @@ def _strided(shape: Sequence[int], stride: Sequence[int], offset: int = 0) -> Te
     is its own position in storage."""
     extent = offset + 1 + sum((n - 1) * abs(s) for n, s in zip(shape, stride, strict=True) if n)
     return torch.arange(extent).as_strided(tuple(shape), tuple(stride), offset)
+
+
+def _call(fn: str, **args: Any) -> str:
+    """The call as the check makes it, ``fn(name=value, ...)``, for ``case``'s description;
+    broken after a comma where a line would pass the 76 columns inside a panel at 80 (the
+    first line follows "while checking: ")."""
+    lines = [f"{fn}("]
+    parts = [f"{name}={value!r}" for name, value in args.items()]
+    for i, part in enumerate(parts):
+        part += ", " if i < len(parts) - 1 else ")"
+        room = 60 if len(lines) == 1 else 76
+        if len(lines[-1]) + len(part.rstrip()) > room and lines[-1].strip():
+            lines.append("    ")
+        lines[-1] += part
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _layouts() -> list[tuple[str, Tensor]]:
@@ -67,7 +83,7 @@ def _layouts() -> list[tuple[str, Tensor]]:
 @check("contiguous_strides")
 def strides_match_fresh_tensors(ns: Namespace) -> None:
     for shape in SHAPES:
-        with case(f"shape {shape}", shape=shape):
+        with case(_call("contiguous_strides", shape=shape)):
             got = ns.contiguous_strides(shape)
             assert_equal(tuple(got), torch.empty(shape).stride(), what="strides")
 
@@ -82,21 +98,25 @@ def offsets_match_torch_indexing(ns: Namespace) -> None:
         for storage_offset in (0, 3):
             x = _strided(t.shape, t.stride(), storage_offset)
             for index in itertools.islice(itertools.product(*map(range, x.shape)), 0, None, 3):
-                with case(f"{name}, storage offset {storage_offset}, index {index}", x=x):
+                element = ", ".join(map(str, index)) or "()"
+                call = _call(
+                    "element_offset", index=index, stride=x.stride(), offset=storage_offset
+                )
+                with case(f"{call}\n  (x[{element}] of {name})"):
                     got = ns.element_offset(index, x.stride(), storage_offset)
                     assert_equal(got, int(x[index]), what="storage position")
 
 
 @check("element_offset")
 def offset_defaults_to_zero(ns: Namespace) -> None:
-    with case("index (1, 2) of a contiguous 3x4 tensor, offset not given"):
+    with case(_call("element_offset", index=(1, 2), stride=(4, 1)) + " (offset not given)"):
         assert_equal(ns.element_offset((1, 2), (4, 1)), 6, what="storage position")
 
 
 @check("element_offset")
 def offset_rejects_mismatched_index(ns: Namespace) -> None:
     for index, stride in [((1, 2), (4,)), ((1,), (12, 4, 1)), ((), (1,))]:
-        with case(f"index {index} for stride {stride}"):
+        with case(_call("element_offset", index=index, stride=stride)):
             assert_raises(ns.element_offset, index, stride, exc=ShapeError, what="element_offset")
 
 
@@ -107,7 +127,9 @@ def offset_rejects_mismatched_index(ns: Namespace) -> None:
 @check("is_contiguous")
 def contiguity_matches_torch(ns: Namespace) -> None:
     for name, t in _layouts():
-        with case(name, shape=tuple(t.shape), stride=t.stride()):
+        with case(
+            _call("is_contiguous", shape=tuple(t.shape), stride=t.stride()) + f"\n  ({name})"
+        ):
             got = ns.is_contiguous(tuple(t.shape), t.stride())
             assert_equal(got, t.is_contiguous(), what="is_contiguous")
 
@@ -115,7 +137,7 @@ def contiguity_matches_torch(ns: Namespace) -> None:
 @check("is_contiguous")
 def contiguity_rejects_mismatched_layout(ns: Namespace) -> None:
     for shape, stride in [((2, 3), (1,)), ((3,), (3, 1))]:
-        with case(f"shape {shape} with stride {stride}"):
+        with case(_call("is_contiguous", shape=shape, stride=stride)):
             assert_raises(ns.is_contiguous, shape, stride, exc=ShapeError, what="is_contiguous")
 
 
@@ -157,9 +179,10 @@ def transpose_matches_torch(ns: Namespace) -> None:
         n = t.dim()
         for dim0, dim1 in itertools.product(range(-n, n), repeat=2):
             expected = t.transpose(dim0, dim1)
-            with case(
-                f"{name}, transpose({dim0}, {dim1})", shape=tuple(t.shape), stride=t.stride()
-            ):
+            call = _call(
+                "transpose_layout", shape=tuple(t.shape), stride=t.stride(), dim0=dim0, dim1=dim1
+            )
+            with case(f"{call}\n  ({name})"):
                 got = ns.transpose_layout(tuple(t.shape), t.stride(), dim0, dim1)
                 assert_equal(tuple(map(tuple, got)), (tuple(expected.shape), expected.stride()))
 
@@ -167,7 +190,8 @@ def transpose_matches_torch(ns: Namespace) -> None:
 @check("transpose_layout")
 def transpose_rejects_bad_dims(ns: Namespace) -> None:
     for dim0, dim1 in [(3, 0), (0, 3), (-4, 1), (1, -4), (7, 7)]:
-        with case(f"shape (2, 3, 4), transpose({dim0}, {dim1})"):
+        call = _call("transpose_layout", shape=(2, 3, 4), stride=(12, 4, 1), dim0=dim0, dim1=dim1)
+        with case(call):
             assert_raises(
                 ns.transpose_layout,
                 (2, 3, 4),
@@ -199,7 +223,16 @@ def narrow_matches_torch(ns: Namespace) -> None:
                 (size // 2, size - size // 2),
             }:
                 expected = x.narrow(dim, start, length)
-                with case(f"{name}, storage offset 5, narrow({dim}, {start}, {length})"):
+                call = _call(
+                    "narrow_layout",
+                    shape=tuple(x.shape),
+                    stride=x.stride(),
+                    offset=5,
+                    dim=dim,
+                    start=start,
+                    length=length,
+                )
+                with case(f"{call}\n  (the layout of {name})"):
                     got = ns.narrow_layout(tuple(x.shape), x.stride(), 5, dim, start, length)
                     assert_equal(
                         (tuple(got[0]), tuple(got[1]), got[2]),
@@ -212,10 +245,21 @@ def narrow_matches_torch(ns: Namespace) -> None:
 def narrow_rejects_bad_arguments(ns: Namespace) -> None:
     shape, stride = (4, 5), (5, 1)
     for dim in (2, -3, 5):
-        with case(f"4x5 tensor, narrow({dim}, 0, 1)"):
+        with case(
+            _call("narrow_layout", shape=shape, stride=stride, offset=0, dim=dim, start=0, length=1)
+        ):
             assert_raises(ns.narrow_layout, shape, stride, 0, dim, 0, 1, exc=ShapeError)
     for dim, start, length in [(1, 3, 3), (0, 0, 5), (1, -1, 2), (0, 2, -1), (1, 6, 0)]:
-        with case(f"4x5 tensor, narrow({dim}, {start}, {length})"):
+        call = _call(
+            "narrow_layout",
+            shape=shape,
+            stride=stride,
+            offset=0,
+            dim=dim,
+            start=start,
+            length=length,
+        )
+        with case(call):
             assert_raises(ns.narrow_layout, shape, stride, 0, dim, start, length, exc=ValueError)
 
 
@@ -255,7 +299,7 @@ def expand_matches_torch(ns: Namespace) -> None:
     ]
     for shape, stride, new_shape in cases:
         expected = _expected_expand(shape, stride, new_shape)
-        with case(f"shape {shape}, stride {stride}, expand to {new_shape}"):
+        with case(_call("expand_layout", shape=shape, stride=stride, new_shape=new_shape)):
             got = ns.expand_layout(shape, stride, new_shape)
             assert_equal(tuple(map(tuple, got)), expected, what="(shape, stride)")
 
@@ -275,8 +319,8 @@ def expand_rejects_impossible_shapes(ns: Namespace) -> None:
         ((0,), (2,)),
     ]
     for shape, new_shape in cases:
-        with case(f"shape {shape}, expand to {new_shape}"):
-            stride = torch.empty(shape).stride()
+        stride = torch.empty(shape).stride()
+        with case(_call("expand_layout", shape=shape, stride=stride, new_shape=new_shape)):
             err = assert_raises(ns.expand_layout, shape, stride, new_shape, exc=ShapeError)
             expect(
                 str(new_shape) in str(err) or str(list(new_shape)) in str(err),
@@ -303,7 +347,8 @@ def diagonal_matches_torch(ns: Namespace) -> None:
         rows, cols = x.shape
         for k in range(-rows - 2, cols + 3):
             expected = x.diagonal(k)
-            with case(f"{name} at storage offset 7, diagonal k={k}"):
+            call = _call("diagonal_layout", shape=tuple(x.shape), stride=x.stride(), offset=7, k=k)
+            with case(f"{call}\n  (the layout of {name})"):
                 shape, stride, offset = ns.diagonal_layout(tuple(x.shape), x.stride(), 7, k)
                 assert_equal(tuple(shape), tuple(expected.shape), what="shape")
                 if expected.numel():
@@ -316,7 +361,7 @@ def diagonal_matches_torch(ns: Namespace) -> None:
 
 @check("diagonal_layout")
 def diagonal_defaults_to_main(ns: Namespace) -> None:
-    with case("a 3x4 matrix, k not given"):
+    with case(_call("diagonal_layout", shape=(3, 4), stride=(4, 1), offset=2) + " (k not given)"):
         got = ns.diagonal_layout((3, 4), (4, 1), 2)
         assert_equal((tuple(got[0]), tuple(got[1]), got[2]), ((3,), (5,), 2))
 
@@ -324,7 +369,7 @@ def diagonal_defaults_to_main(ns: Namespace) -> None:
 @check("diagonal_layout")
 def diagonal_rejects_non_matrices(ns: Namespace) -> None:
     for shape, stride in [((3,), (1,)), ((2, 3, 4), (12, 4, 1))]:
-        with case(f"shape {shape}"):
+        with case(_call("diagonal_layout", shape=shape, stride=stride, offset=0)):
             assert_raises(ns.diagonal_layout, shape, stride, 0, exc=ShapeError)
 
 
