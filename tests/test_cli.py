@@ -583,3 +583,16 @@ def test_hint_without_arguments_is_for_the_first_exercise_not_passing(ws: Path) 
     assert f"Hint 1/{len(first.hints)}:" in out
     out = invoke("hint", "w1d1", "--dir", ws)  # a day alone: the same exercise, next hint
     assert f"Hint 2/{len(first.hints)}:" in out
+
+
+def test_a_diagnostic_line_that_wraps_keeps_its_indent() -> None:
+    """Inside a diagnostic panel, a long line (the learner's code, a tensor preview) wraps
+    under its own indent, so it does not read as two lines."""
+    from mlab.course.engine.report import wrap
+
+    line = "  w1d1_tensors.py, line 473, in normalise_rows: return x / torch.clamp(length, min=e)"
+    wrapped = wrap(f"head\n{line}", 60).splitlines()
+    assert wrapped[0] == "head" and len(wrapped) == 3
+    assert all(len(w) <= 60 for w in wrapped)
+    assert wrapped[2].startswith("    ") and not wrapped[2].startswith("     ")
+    assert " ".join(w.strip() for w in wrapped[1:]) == line.strip()

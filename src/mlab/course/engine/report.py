@@ -35,6 +35,7 @@ __all__ = [
     "next_step",
     "results_table",
     "say",
+    "wrap",
 ]
 
 STATUS_STYLE = {
@@ -131,21 +132,32 @@ def command(*words: str, options: tuple[str, ...] = ()) -> str:
 _WORDS = re.compile(r"`[^`]*`\S*|\S+")
 
 
+def wrap(text: str, width: int, hang: str = "  ") -> str:
+    """``text`` with each line longer than ``width`` wrapped between words, never inside a
+    `command`, and its continuation lines indented under the line's own indent plus ``hang``,
+    so a wrapped line reads as one. Lines that fit are left exactly as they are."""
+    width = max(width, 20)
+    out: list[str] = []
+    for paragraph in text.split("\n"):
+        if len(paragraph) <= width:
+            out.append(paragraph)
+            continue
+        indent = paragraph[: len(paragraph) - len(paragraph.lstrip())]
+        line = ""
+        for word in _WORDS.findall(paragraph):
+            if line.strip() and len(line) + 1 + len(word) > width:
+                out.append(line)
+                line = indent + hang + word
+            else:
+                line = f"{line} {word}" if line.strip() else indent + word
+        out.append(line)
+    return "\n".join(out)
+
+
 def say(console: Console, text: str, style: str = "") -> None:
     """Print ``text`` wrapped at the console's width, never inside a `command`: a command in
     backticks moves to the next line whole, so it can be copied and runs as printed."""
-    width = max(console.width, 20)
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in _WORDS.findall(paragraph):
-            if line and len(line) + 1 + len(word) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines.append(line)
-    console.print(Text("\n".join(lines), style=style), soft_wrap=True)
+    console.print(Text(wrap(text, console.width, hang=""), style=style), soft_wrap=True)
 
 
 def results_table(day: Day, results: list[Result], title: str) -> Table:
@@ -254,15 +266,16 @@ def _dir_only(options: tuple[str, ...]) -> tuple[str, ...]:
     return ()
 
 
-def _diagnostic(day: Day, r: Result, options: tuple[str, ...] = ()) -> Panel:
+def _diagnostic(day: Day, r: Result, options: tuple[str, ...] = (), width: int = 80) -> Panel:
+    inside = width - 4  # the panel's borders and padding
     body = Text()
-    body.append(r.message.rstrip() or "(no message)")
+    body.append(wrap(r.message.rstrip() or "(no message)", inside))
     if r.output.strip():
         body.append("\n\nyour code printed:\n", style="dim")
         body.append(r.output.rstrip(), style="dim")
     if r.status in ("fail", "error"):
         hint = command("hint", day.id, r.exercise, options=_dir_only(options))
-        body.append(f"\n\nStuck? {hint} reveals a hint.", style="cyan")
+        body.append("\n\n" + wrap(f"Stuck? {hint} reveals a hint.", inside), style="cyan")
     title = f"{STATUS_MARK[r.status]} {r.exercise}: {r.status}"
     if r.check:
         title += f" (check `{r.check}`)"
@@ -302,7 +315,7 @@ def print_results(
         )
     for r in results:
         if r.status in ("fail", "error", "timeout"):
-            console.print(_diagnostic(day, r, options))
+            console.print(_diagnostic(day, r, options, console.width))
     missing = [r.exercise for r in results if r.missing]
     if missing:
         shown = ", ".join(missing[:8]) + (
