@@ -324,6 +324,38 @@ def test_cli_plays_a_hunt(tmp_path: Path) -> None:
     assert code == 0 and bug.kind.why[:40] in out and "+++ bughunt/mlp.py" in out
 
 
+def test_cli_output_at_80_columns_keeps_code_whole_and_lists_indented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrapped line of a diff loses its +/-/space prefix: reveal prints the diff as it
+    is. The steps after `new` hang under their numbers. `--force` is a flag (no type shown),
+    and `--dir` says how the workspace is found."""
+    from rich.console import Console
+
+    from mlab.bughunt import cli
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(cli, "console", Console())
+    monkeypatch.chdir(tmp_path)  # short paths: a path is never split, even past the edge
+    ws = "workspace"
+    new = runner.invoke(bughunt_app, ["new", "--target", "mlp", "--seed", "3", "--dir", ws])
+    assert new.exit_code == 0, new.output
+    steps = new.output.split("How to hunt:\n")[1].splitlines()
+    assert steps and max(map(len, steps)) <= 80, new.output
+    for line in steps:
+        assert re.match(r"  \d\. \S|     \S", line), new.output
+    diff = draw("mlp", 3).diff().splitlines()
+    assert max(map(len, diff)) > 80  # the test needs a line longer than the terminal
+    reveal = runner.invoke(bughunt_app, ["reveal", "--no-inspect", "--dir", ws])
+    assert reveal.exit_code == 0, reveal.output
+    lines = reveal.output.splitlines()
+    start = lines.index(diff[0])
+    assert lines[start : start + len(diff)] == diff, reveal.output
+    usage = runner.invoke(bughunt_app, ["new", "--help"]).output
+    assert re.search(r"--force\s+Start even", usage), usage
+    assert "found from the current folder upwards" in re.sub(r"[\s│]+", " ", usage), usage
+
+
 def test_cli_inspect_and_reveal_show_the_evidence(tmp_path: Path) -> None:
     ws = str(tmp_path)
     _cli("new", "--target", "mlp", "--seed", "0", "--dir", ws)
@@ -357,7 +389,8 @@ def test_cli_inspect_of_the_transformer_at_80_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The transformer's long layer names once pushed the type column out and cut numbers
-    to `0.…`: at 80 columns every line fits, the type column stays, no number is cut."""
+    to `0.…`: at 80 columns every line fits, the type column stays, no number is cut, no
+    name is split inside a word; the verdict points into the module whose code differs."""
     from rich.console import Console
 
     from mlab.bughunt import cli
@@ -365,7 +398,7 @@ def test_cli_inspect_of_the_transformer_at_80_columns(
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setattr(cli, "console", Console())
     ws = str(tmp_path)
-    _cli("new", "--target", "transformer", "--seed", "0", "--dir", ws)
+    _cli("new", "--target", "transformer", "--seed", "3", "--dir", ws)
     result = runner.invoke(bughunt_app, ["inspect", "--dir", ws, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -375,3 +408,19 @@ def test_cli_inspect_of_the_transformer_at_80_columns(
     for column in ("type", "mean", "std", "norm", "grad"):
         assert f" {column} " in header, result.output
     assert any("Dropout" in line for line in lines) and any("LayerNorm" in line for line in lines)
+    names: list[str] = []  # each name whole, or broken after a dot only
+    for line in lines:
+        if line.startswith("│"):
+            layer, kind = (cell.strip() for cell in line.split("│")[1:3])
+            if kind:
+                names.append(layer)
+            else:
+                assert names[-1].endswith("."), f"{names[-1]!r} split mid-word: {result.output}"
+                names[-1] += layer
+    assert "blocks.0.attn.resid_drop" in names and "blocks.1.mlp.fc_out" in names, names
+    # seed 3: `y @ self.W_O` for `y @ self.W_O.T` in CausalSelfAttention.forward; the first
+    # differing output is a Dropout in the right mode, handed what the parent computed
+    assert draw("transformer", 3).kind.id == "transposed_weight"
+    verdict = re.sub(r"\s+", " ", result.output)
+    assert "the difference arises inside `blocks.0.attn` (CausalSelfAttention)" in verdict
+    assert "between `attn_drop` and `resid_drop`" in verdict and "different mode" not in verdict
