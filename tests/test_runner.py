@@ -458,3 +458,25 @@ def test_a_crash_in_compiled_code_shows_the_learners_line(files: dict[str, Path]
     assert f"aborts.py, line {line}, in contiguous_strides: os.abort()" in r.message, r.message
     assert "Fatal Python error" not in r.message  # the dump itself is not shown
     assert_no_framework_frames(r.message)
+
+
+def test_a_recycled_exercise_gets_a_fresh_worker_for_each_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutants of Triton kernels can corrupt the worker's memory: with `recycle`, no job of
+    theirs shares a worker with the next job."""
+    pids = tmp_path / "pids.txt"
+    monkeypatch.setenv("MLAB_TEST_PIDS", str(pids))
+    path = tmp_path / "pid.py"
+    path.write_text(
+        "import os\nimport torch\n\n\ndef contiguous_strides(shape):\n"
+        "    with open(os.environ['MLAB_TEST_PIDS'], 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    return torch.empty(shape).stride()\n"
+    )
+    jobs = [(Target.file(path), EX), (Target.file(path), EX)]
+    assert all(r.passed for r in run_jobs(DAY, jobs))
+    assert len(set(pids.read_text().split())) == 1  # one worker serves both
+    pids.unlink()
+    assert all(r.passed for r in run_jobs(DAY, jobs, recycle=frozenset({EX})))
+    assert len(set(pids.read_text().split())) == 2

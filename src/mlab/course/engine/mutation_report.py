@@ -226,7 +226,10 @@ def mutation_report(
     for name, src in sources.items():
         jobs.append((Target.mutant(name, control_source(src), f"{name}:control"), name))
         jobs += [(Target.mutant(name, m.source, m.id), name) for m in generated[name]]
-    results = run_jobs(day, jobs, workers=workers)
+    # A mutant of a Triton kernel can write outside its tensors and corrupt the worker:
+    # each of those runs in a worker of its own.
+    native = frozenset(ex.name for ex in chosen if ex.requires)
+    results = run_jobs(day, jobs, workers=workers, recycle=native)
     tallies = []
     at = 0
     for name, src in sources.items():

@@ -382,8 +382,13 @@ def run_jobs(
     timeout_scale: float = 1.0,
     on_result: Callable[[int, Result], None] | None = None,
     warm: bool = False,
+    recycle: frozenset[str] = frozenset(),
 ) -> list[Result]:
     """Run ``(target, exercise)`` jobs on ``workers`` worker processes; results in job order.
+
+    A worker that ran a job of an exercise in ``recycle`` is not used again: code that can
+    write outside its memory (a mutated Triton kernel, run by the CPU interpreter) might have
+    corrupted it for the next job.
 
     Each exercise's checks get ``exercise.timeout * timeout_scale`` seconds. With ``warm``,
     workers are forked by the warm server (:mod:`mlab.course.engine.warm`) where it runs.
@@ -424,6 +429,8 @@ def run_jobs(
                     result = worker.run(day, target, name, timeout)
                     if result.load_failed:
                         load_timeouts[key] = result
+                    if name in recycle:
+                        worker.kill()
                 results[i] = result
                 if on_result is not None:
                     with lock:
