@@ -3,6 +3,7 @@ useful status and message, in an isolated worker process that is never hung on."
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -368,6 +369,8 @@ def test_a_timeout_shows_the_learners_lines_that_were_running(files: dict[str, P
     assert lines[at + 1 : at + 3] == [f"  {outer}: return _spin()", f"  {inner}"], r.message
     assert_no_framework_frames(r.message)
     assert "torch" not in r.message
+    # and the input it was working on, as any other failure says
+    assert re.search(r"\nwhile checking: .*shape", r.message), r.message
 
 
 def test_an_infinite_loop_times_out_and_the_next_job_still_runs(files: dict[str, Path]) -> None:

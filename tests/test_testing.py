@@ -1152,3 +1152,17 @@ def test_numbers_get_six_digits_then_as_many_as_tell_them_apart() -> None:
     assert "expected 1.0000000000000002, got 1 (abs error" in text
     text = _message(assert_equal, one_ulp_up, 1.0)
     assert "expected 1, got 1.0000000000000002 (abs error" in text
+
+
+def test_case_tells_its_listener_each_input_as_it_opens() -> None:
+    """The check worker listens, so a timeout can name the input that was running."""
+    import mlab.testing
+
+    heard: list[str] = []
+    mlab.testing.case_listener = heard.append
+    try:
+        with case("first input"), case("second input"):
+            pass
+    finally:
+        mlab.testing.case_listener = None
+    assert heard == ["first input", "second input"]

@@ -152,6 +152,11 @@ def describe(x: Any, *, max_items: int = 6) -> str:
 # finds here, and leaves listing it to case().
 _OPEN_CASES: list[Mapping[str, Any]] = []
 
+#: Called with each case's description as it opens: the check worker sends it to the runner,
+#: so a check stopped for taking too long can say which input was running. None: no one
+#: listens.
+case_listener: Callable[[str], None] | None = None
+
 
 def _shown_in(description: str, name: str, shown: str) -> bool:
     """Whether ``description`` already shows the input, as ``name=value`` or ``name value``
@@ -177,6 +182,8 @@ def case(description: str, **inputs: Any) -> Iterator[None]:
     # Plain tensors only: a subclass may watch every read, and describing one is a read.
     plain = (Tensor, torch.nn.Parameter)
     given = {name: describe(v) for name, v in inputs.items() if type(v) in plain}
+    if case_listener is not None:
+        case_listener(description)
     _OPEN_CASES.append(inputs)
     try:
         yield

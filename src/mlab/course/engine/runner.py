@@ -253,7 +253,7 @@ class _Worker:
             return self._died(exercise, "starting")
         deadline = time.monotonic() + LOAD_TIMEOUT
         phase = "loading the code"
-        check_name = ""
+        check_name = case = ""
         files = _code_files(day, target)
         while True:
             item = self._wait(deadline)
@@ -281,7 +281,7 @@ class _Worker:
                         f"{exercise} did not finish within {timeout:g} s{which}, so the check "
                         f"was stopped.{where}\nLook for an infinite loop (a `while` whose "
                         "condition never changes) or a Python loop over far more elements than "
-                        "needed."
+                        "needed." + (f"\nwhile checking: {case}" if case else "")
                     )
                 return Result(
                     exercise,
@@ -301,7 +301,9 @@ class _Worker:
                 deadline = time.monotonic() + timeout
                 files = set(item.get("files", ())) or files
             elif event == "check":
-                check_name = item["check"]
+                check_name, case = item["check"], ""
+            elif event == "case":
+                case = item["description"]
             elif event == "result":
                 return Result(
                     exercise=exercise,

@@ -40,6 +40,7 @@ from typing import IO, Any, NamedTuple
 
 import torch
 
+from mlab import testing
 from mlab.course.engine.checks import MissingExercise, Namespace, checks_for
 from mlab.course.engine.manifest import Day, Exercise, get_day
 from mlab.course.engine.stubgen import workspace_source
@@ -300,6 +301,8 @@ def run_exercise(
     start = time.perf_counter()
     status, message, check_name, missing, origin = "pass", "", "", False, ""
     _reset_global_state()
+    if emit is not None:  # each input as it is tried: a timeout then says which one
+        testing.case_listener = lambda what: emit({"event": "case", "description": what})
     with contextlib.redirect_stdout(out):
         for chk in checks:
             check_name = chk.name
@@ -345,6 +348,7 @@ def run_exercise(
                 status, message = "error", _describe_error(exc, files)
                 origin = _raised_in(exc, files)
                 break
+    testing.case_listener = None
     printed = out.getvalue()
     if len(printed) > MAX_OUTPUT:
         printed = printed[:MAX_OUTPUT] + f"\n... ({len(printed) - MAX_OUTPUT} more characters)"
