@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
@@ -294,6 +293,8 @@ def read(
     ] = False,
 ) -> None:
     """The day's instructions, rendered in the terminal (in a pager when the output is one)."""
+    from rich.markdown import Markdown  # lazy: only this command renders markdown
+
     d = get_day(day)
     if part is not None:
         if not 1 <= part <= len(d.parts):
