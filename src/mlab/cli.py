@@ -22,7 +22,6 @@ from mlab.course.engine.notebook import (
     KERNEL_NAME,
     kernelspec,
     notebook_for,
-    script_command,
     write_notebook,
 )
 from mlab.course.engine.report import (
@@ -38,6 +37,7 @@ from mlab.course.engine.report import (
 from mlab.course.engine.store import ProgressStore
 from mlab.course.engine.stubgen import exercise_source, workspace_source
 from mlab.errors import CourseError, MlabError
+from mlab.invocation import script_command
 
 __all__ = ["app", "main"]
 

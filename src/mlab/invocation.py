@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["mlab_command", "python_command"]
+__all__ = ["mlab_command", "python_command", "script_command"]
 
 
 def _script() -> Path:
@@ -62,3 +62,12 @@ def python_command(cwd: Path | None = None) -> str:
     """The words that run this Python (with mlab and torch) when typed in ``cwd``: ``python``
     if the PATH finds this interpreter, else a path to it (``.venv/bin/python``)."""
     return _command("python", Path(sys.executable), cwd)
+
+
+def script_command(name: str, *args: str) -> str:
+    """A command line running the script ``name`` of this environment (``jupyter lab``), as
+    typed in the current folder: the bare name when the PATH finds this very script, else a
+    path to it (``.venv/bin/jupyter``)."""
+    script = Path(sys.executable).with_name(name)
+    first = _command(name, script, None) if script.is_file() else name
+    return " ".join([first, *map(shlex.quote, args)])

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,6 @@ __all__ = [
     "kernelspec",
     "missing_packages",
     "notebook_for",
-    "script_command",
     "sync_from_notebook",
     "write_notebook",
 ]
@@ -127,26 +124,3 @@ def sync_from_notebook(py: Path) -> str | None:
 
 def _cells(notebook: Any) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source) for cell in notebook.cells]
-
-
-def script_command(name: str, *args: str) -> str:
-    """A command line running the script ``name`` of this environment (``jupyter``), as
-    typed in the current folder: the bare name when the PATH finds this very script, else a
-    path to it (``.venv/bin/jupyter``)."""
-    script = Path(sys.executable).with_name(name)
-    words = [name]
-    found = shutil.which(name)
-    if script.is_file() and (found is None or not _same(Path(found), script)):
-        absolute = str(script.absolute())
-        relative = os.path.relpath(absolute)
-        if os.sep not in relative:
-            relative = os.path.join(os.curdir, relative)  # a bare name would search the PATH
-        words = [min(relative, absolute, key=len)]
-    return " ".join(shlex.quote(w) for w in [*words, *args])
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
