@@ -3,11 +3,13 @@
 #   make test   run the whole test suite
 #   make lint   ruff + mypy on src/mlab
 #   make bench  side-by-side benchmarks against the real thing
+#   make docs   build the course web site into site/ (open site/index.html)
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 # notebook: JupyterLab, a kernel and jupytext, for the notebook route (`mlab start DAY --notebook`).
-EXTRAS ?= dev,nlp,notebook
+# docs: MkDocs and MathJax, for the course web site (`make docs`, `mlab read DAY --web`).
+EXTRAS ?= dev,nlp,notebook,docs
 # Where torch comes from. Empty: PyPI, whose torch for Linux on x86-64 is the CUDA build and
 # brings NVIDIA's CUDA libraries (several GB) with it, GPU or not. Without an NVIDIA GPU, name
 # PyTorch's CPU-only index instead (a 190 MB wheel), on a fresh set-up (`make clean` first):
@@ -20,7 +22,7 @@ STAMP  := $(VENV)/.mlab-installed-$(subst $(comma),-,$(EXTRAS))
 # pytest workers: one per core, as CI has 2.
 JOBS   ?= auto
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench docs clean
 
 setup: $(STAMP)
 
@@ -49,5 +51,9 @@ lint: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
+# Fails on any warning (a broken link, a missing page). Works from the files: no server.
+docs: setup
+	$(BIN)/mlab docs --out site
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info

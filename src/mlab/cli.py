@@ -36,6 +36,7 @@ from mlab.course.engine.report import (
 )
 from mlab.course.engine.store import ProgressStore
 from mlab.course.engine.stubgen import exercise_source, workspace_source
+from mlab.docsite.maths import maths_as_code
 from mlab.errors import CourseError, MlabError
 from mlab.invocation import script_command
 
@@ -291,11 +292,22 @@ def read(
     no_pager: Annotated[
         bool, typer.Option("--no-pager", help="Print everything at once, even on a terminal.")
     ] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Open the day's page of the course web site in a browser instead (formulas, "
+            "pictures, hints and solutions in collapsed blocks); builds the site if needed.",
+        ),
+    ] = False,
 ) -> None:
     """The day's instructions, rendered in the terminal (in a pager when the output is one)."""
     from rich.markdown import Markdown  # lazy: only this command renders markdown
 
     d = get_day(day)
+    if web:
+        _open_web(d, part)
+        return
     if part is not None:
         if not 1 <= part <= len(d.parts):
             raise CourseError(
@@ -307,6 +319,7 @@ def read(
         text = d.instructions.read_text(encoding="utf-8")
         for i in range(1, len(d.parts) + 1):
             text += "\n\n" + _part_text(d, i)
+    text = maths_as_code(text)
     if no_pager or not console.is_terminal:
         console.print(Markdown(text))
         if part is None and len(d.parts) > 1:
@@ -322,6 +335,47 @@ def read(
     styles = styles and "r" in os.environ["LESS"].lower()
     with console.pager(styles=styles):
         console.print(Markdown(text))
+
+
+def _open_web(d: Day, part: int | None) -> None:
+    import webbrowser
+
+    from mlab.docsite import build_site, day_page, default_site_dir, site_is_current
+
+    site = default_site_dir()
+    if not site_is_current(site):
+        console.print(Text(f"Building the course web site into {site} ...", style="dim"))
+        build_site(site)
+    page = day_page(site, d.id)
+    if part is not None:
+        page = page.with_name(f"part{part}.html")
+    url = page.as_uri()
+    opened = webbrowser.open(url)
+    where = "Opened" if opened else "No browser found here; open"
+    console.print(f"{where} {url}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def docs(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write it (default: site/ in the checkout)."),
+    ] = None,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the course map in a browser afterwards.")
+    ] = False,
+) -> None:
+    """Build the course web site: every day's pages with formulas, pictures, exercises, hints
+    and solutions, a course map and search. It works from the files, with no server."""
+    from mlab.docsite import build_site
+
+    site = build_site(out)
+    index = site / "index.html"
+    say(console, f"Built the course web site in {site}. Open {index.as_uri()} in a browser.")
+    if open_:
+        import webbrowser
+
+        webbrowser.open((site / "course.html").as_uri())
 
 
 @app.command()
