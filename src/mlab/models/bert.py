@@ -133,10 +133,6 @@ class Dropout(nn.Module):
         keep = torch.rand_like(x) >= self.p
         return x * keep / (1 - self.p)
 
-    def extra_repr(self) -> str:
-        """torch's text: ``"p=0.1"``."""
-        return f"p={self.p}"
-
 
 class Embedding(nn.Module):
     """A lookup table, like ``torch.nn.Embedding``: row ``i`` of ``weight`` is the vector of
