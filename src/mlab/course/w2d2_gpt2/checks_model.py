@@ -403,8 +403,8 @@ def model_rejects_bad_input(ns: Namespace) -> None:
             ShapeError,
             "16",
         ),
-        ("token id 23 with vocab_size=23", (torch.tensor([[1, 23]]),), {}, ValueError, "23"),
-        ("token id -1", (torch.tensor([[-1, 2]]),), {}, ValueError, "-1"),
+        ("token id 25 with vocab_size=23", (torch.tensor([[1, 25]]),), {}, ValueError, "25"),
+        ("token id -1 after a 0", (torch.tensor([[0, -1, 2]]),), {}, ValueError, "-1"),
         (
             "attention_mask of 2 columns for 3 tokens",
             (torch.zeros(1, 3, dtype=torch.long),),
@@ -447,6 +447,7 @@ def loss_matches_hf(ns: Namespace) -> None:
             torch.float32,
         ),
         ("a single sequence of 2 tokens", (1, 2, 3), [], None, F64),
+        ("bfloat16 logits (the loss is computed in float32)", (2, 3, 6), [], None, torch.bfloat16),
     ]
     for i, (name, shape, ignored, items, dtype) in enumerate(cases):
         logits = randn(*shape, seed=140 + i, dtype=dtype) * 2
@@ -457,11 +458,18 @@ def loss_matches_hf(ns: Namespace) -> None:
             lo, lh = logits.clone().requires_grad_(), logits.clone().requires_grad_()
             got = ns.causal_lm_loss(lo, labels, items)
             want = ForCausalLMLoss(lh, labels, shape[-1], num_items_in_batch=items)  # type: ignore[arg-type]
+            want_dtype = F64 if dtype == F64 else torch.float32
+            expect(
+                got.dtype == want_dtype,
+                f"the loss of {dtype} logits should be {want_dtype} (float32 at least, so "
+                f"half-precision logits lose nothing), got {got.dtype}",
+            )
             assert_close(got, want.to(got.dtype), rtol=1e-6, atol=1e-7, what="loss")
             got.backward()
             want.backward()  # type: ignore[no-untyped-call]
             want_grad = lh.grad.to(dtype)  # type: ignore[union-attr]
-            assert_close(lo.grad, want_grad, rtol=1e-5, atol=1e-7, what="gradient of logits")
+            tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+            assert_close(lo.grad, want_grad, rtol=tol, atol=1e-7, what="gradient of logits")
 
 
 @check("causal_lm_loss")
@@ -498,6 +506,7 @@ def lm_matches_hf(ns: Namespace) -> None:
             ours.lm_head.weight is ours.transformer.wte.weight,
             "lm_head.weight should be the very tensor transformer.wte.weight (tied), not a copy",
         )
+        assert_equal(repr(ours.lm_head), repr(hf.lm_head), what="lm_head")
         out = ours(input_ids=ids, labels=labels, use_cache=False)
         ref = hf(input_ids=ids, labels=labels)
         expect(isinstance(out, dict), f"forward should return a CausalLMOutput, got {type(out)}")
@@ -571,8 +580,19 @@ def lm_initialises_like_hf(ns: Namespace) -> None:
             hf.num_parameters() - 64 * 64,
             what="num_parameters(only_trainable=True) with wpe frozen",
         )
-    with case("reset_parameters(generator) twice with the same seed"):
+    with case("reset_parameters(generator) after training moved every parameter"):
+        with torch.no_grad():
+            for p in ours.parameters():
+                p.fill_(5.0)
         ours.reset_parameters(generator(3))
+        for name, p in ours.named_parameters():
+            if name.endswith("bias"):
+                assert_close(p.detach(), torch.zeros_like(p), what=f"{name} after reset")
+            elif ".ln_" in name:
+                assert_close(p.detach(), torch.ones_like(p), what=f"{name} after reset")
+            else:
+                expect(bool(p.std() > 0), f"{name} should be drawn again, got a constant")
+    with case("reset_parameters(generator) twice with the same seed"):
         first = {k: v.clone() for k, v in ours.state_dict().items()}
         ours.reset_parameters(generator(3))
         assert_close(ours.state_dict(), first, what="parameters")

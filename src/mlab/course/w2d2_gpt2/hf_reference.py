@@ -17,6 +17,7 @@ from mlab.models.gpt2 import GPT2Config
 from mlab.testing import assert_close, expect, generator
 
 transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 F64 = torch.float64
 NO_DROPOUT = {"embd_pdrop": 0.0, "attn_pdrop": 0.0, "resid_pdrop": 0.0}
