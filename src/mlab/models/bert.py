@@ -122,11 +122,11 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-        """In eval mode (``self.training`` false) or with ``p == 0``: ``x`` itself. Otherwise
-        a fresh keep-mask with ``torch.rand_like(x) >= p`` (so it draws from torch's global
-        generator), ``x * mask / (1 - p)``; with ``p == 1`` every element is dropped (zeros,
-        no division by zero)."""
-        if not self.training or self.p == 0:
+        """In eval mode (``self.training`` false): ``x`` itself. Otherwise a fresh keep-mask
+        with ``torch.rand_like(x) >= p`` (so it draws from torch's global generator),
+        ``x * mask / (1 - p)``; with ``p == 1`` every element is dropped (zeros, no division
+        by zero)."""
+        if not self.training:
             return x
         if self.p == 1:
             return torch.zeros_like(x)
@@ -424,7 +424,6 @@ class BertForMaskedLM(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.config = config
         self.bert = BertModel(config, add_pooler=False)
         self.mlm_head = BertMLMHead(config)
 
@@ -474,7 +473,6 @@ class BertForSequenceClassification(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.config = config
         self.bert = BertModel(config)
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = Linear(config.hidden_size, config.num_labels)
@@ -497,8 +495,9 @@ def sentence_embeddings(
 ) -> Float[Tensor, "batch hidden"]:
     """Sentence-BERT's sentence vectors (all-MiniLM-L6-v2's recipe): the mean of each
     sentence's hidden states over its real tokens (``attention_mask == 1``; padding left
-    out of the sum and of the count), scaled to unit L2 norm, so a dot product of two
-    embeddings is their cosine similarity.
+    out), scaled to unit L2 norm, so a dot product of two embeddings is their cosine
+    similarity. (Dividing by the number of tokens is a positive factor per row, which the
+    scaling to unit norm cancels: the masked sum, normalised, is the same vector.)
 
     Raise ``ShapeError`` if ``attention_mask`` is not ``hidden.shape[:2]``.
     """
@@ -508,8 +507,8 @@ def sentence_embeddings(
             f"of hidden, which has shape {tuple(hidden.shape)}"
         )
     weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    unit: Tensor = mean / mean.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    summed = (hidden * weights).sum(dim=1)
+    unit: Tensor = summed / summed.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return unit
 
 

@@ -70,10 +70,16 @@ def model_matches_hf_hidden_states_and_pooler(ns: Namespace) -> None:
         ids, types, mask = padded(seed=71 + i)
         with case(f"{layers} layer(s), {heads} head(s), hidden {hidden}, padded batch with "
                   "token types", ids=ids, mask=mask):  # fmt: skip
-            ours = ns.BertModel(BertConfig.from_hf(config))
+            ours_config = BertConfig.from_hf(config)
+            ours = ns.BertModel(ours_config)
+            stack = getattr(ours, "layers", None)
             expect(
-                isinstance(ours.layers, nn.ModuleList) and len(ours.layers) == layers,
-                f"layers should be an nn.ModuleList of {layers} BertLayer, got {ours.layers!r}",
+                isinstance(stack, nn.ModuleList) and len(stack) == layers,
+                f"layers should be an nn.ModuleList of {layers} BertLayer, got {stack!r}",
+            )
+            expect(
+                getattr(ours, "config", None) is ours_config,
+                "BertModel should keep its config as self.config",
             )
 
             def run_ours(m: Any) -> Tensor:
@@ -107,8 +113,10 @@ def model_without_mask_or_pooler(ns: Namespace) -> None:
         matches_hf(
             ours, hf, hf_bert_key, lambda m: m(ids), lambda m: m(ids).last_hidden_state, "BertModel"
         )
-    with case("attention_mask of shape (3, 5) for input_ids of shape (3, 6)"):
-        assert_raises(ours, ids, torch.ones(3, 5, dtype=torch.long), exc=ShapeError)
+    for shape in [(3, 5), (1, 6)]:
+        with case(f"attention_mask of shape {shape} for input_ids of shape (3, 6)"):
+            bad = torch.ones(shape, dtype=torch.long)
+            assert_raises(ours, ids, bad, exc=ShapeError, match=str(shape))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,9 +140,12 @@ def mlm_head_matches_hf(ns: Namespace) -> None:
         hf.decoder.bias = hf.bias  # one bias, as a whole model ties them
         with case(f"hidden states (2, 5, {hidden}), a {VOCAB}-word embedding matrix", hidden=h):
             ours = ns.BertMLMHead(BertConfig.from_hf(config))
+            bias = getattr(ours, "bias", None)
             expect(
-                tuple(ours.bias.shape) == (VOCAB,) and not ours.bias.detach().any(),
-                f"bias should start as zeros of shape ({VOCAB},), got {ours.bias!r}",
+                isinstance(bias, nn.Parameter)
+                and tuple(bias.shape) == (VOCAB,)
+                and not bias.detach().any(),
+                f"bias should be a parameter of {VOCAB} zeros, got {bias!r}",
             )
             matches_hf(
                 ours,
