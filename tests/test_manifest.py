@@ -300,3 +300,25 @@ def test_code_in_the_instructions_fits_an_80_column_terminal() -> None:
                 elif in_code and len(line) > 76:
                     too_long.append(f"{day.id} {where}: {line}")
     assert not too_long, "code lines over 76 characters:\n" + "\n".join(too_long)
+
+
+def test_figures_load_and_a_missing_or_malformed_one_is_named(tmp_path: Path) -> None:
+    figure = '\n[[figures]]\nimage = "pic.png"\ncaption = "What it shows."\n'
+    directory = write_day(tmp_path, day=DAY_TOML + figure)
+    assert "figure pic.png is missing" in config_error(directory)
+    (directory / "pic.png").write_bytes(b"\x89PNG")
+    (fig,) = load_day(directory).figures
+    assert (fig.image, fig.caption) == ((directory / "pic.png").resolve(), "What it shows.")
+    assert (
+        load_day(
+            write_day(tmp_path, folder="w9d8_plain", day=DAY_TOML.replace("w9d9", "w9d8"))
+        ).figures
+        == ()
+    )
+    bad = write_day(
+        tmp_path,
+        folder="w9d7_bad",
+        day=DAY_TOML.replace("w9d9", "w9d7") + figure.replace("caption", "title"),
+    )
+    (bad / "pic.png").write_bytes(b"\x89PNG")
+    assert "title" in config_error(bad)

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import tempfile
 from importlib.metadata import PackageNotFoundError, files, version
@@ -42,6 +43,9 @@ def repository_root() -> Path:
 
 
 def default_site_dir() -> Path:
+    """``$MLAB_SITE_DIR`` if set, else ``site/`` in the checkout (where `make docs` builds)."""
+    if env := os.environ.get("MLAB_SITE_DIR"):
+        return Path(env).expanduser().resolve()
     return repository_root() / "site"
 
 
@@ -200,5 +204,10 @@ def build_site(site: Path | None = None, *, quiet: bool = True) -> Path:
         finally:
             mkdocs_log.removeHandler(counter)
             mkdocs_log.setLevel(level)
+    # MkDocs' 404 page links to the server's root ("/assets/..."), which is right only for a
+    # site at the root of its domain, and never for files; a host shows its own 404 instead.
+    # The sitemap is empty without a site URL.
+    for name in ("404.html", "sitemap.xml", "sitemap.xml.gz"):
+        (site / name).unlink(missing_ok=True)
     (site / _FINGERPRINT).write_text(_fingerprint(repo) + "\n")
     return site

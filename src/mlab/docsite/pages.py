@@ -217,6 +217,12 @@ def _day_overview(day: Day) -> str:
     for i, part in enumerate(day.parts, start=1):
         total = sum(ex.minutes for ex in part.exercises)
         lines.append(f"| [{i}. {part.title}](part{i}.md) | {len(part.exercises)} | {total} |")
+    if day.figures:
+        lines += ["", "## Figures", ""]
+        for figure in day.figures:
+            # A relative link from the README's folder, rewritten like the README's own.
+            target = posixpath.relpath(figure.image, day.instructions.parent)
+            lines += [f"![{figure.caption}]({target})", "", f"*{figure.caption}*", ""]
     return "\n".join(lines) + "\n"
 
 

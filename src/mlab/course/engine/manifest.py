@@ -29,13 +29,14 @@ from typing import Any
 from mlab.errors import ConfigError, CourseError
 from mlab.invocation import mlab_command
 
-__all__ = ["COURSE_DIR", "Day", "Exercise", "Part", "all_days", "get_day"]
+__all__ = ["COURSE_DIR", "Day", "Exercise", "Figure", "Part", "all_days", "get_day"]
 
 COURSE_DIR = Path(__file__).resolve().parent.parent
 _DAY_DIR = re.compile(r"^(w\d+d\d+)_([a-z0-9_]+)$")
 DEFAULT_TIMEOUT = 10.0
 
-_DAY_KEYS = {"id", "title", "summary", "instructions", "parts"}
+_DAY_KEYS = {"id", "title", "summary", "instructions", "parts", "figures"}
+_FIGURE_KEYS = {"image", "caption"}
 _PART_KEYS = {"title", "intro", "checks", "exercises", "requires"}
 _EXERCISE_KEYS = {"name", "ref", "difficulty", "importance", "minutes", "hints", "timeout"}
 
@@ -84,6 +85,15 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A picture the day's code draws, shown on its web page: an image file (a path relative
+    to the day folder) and one sentence saying what it shows."""
+
+    image: Path
+    caption: str
+
+
+@dataclass(frozen=True)
 class Day:
     id: str
     slug: str
@@ -92,6 +102,7 @@ class Day:
     directory: Path
     instructions: Path
     parts: tuple[Part, ...] = field(default_factory=tuple)
+    figures: tuple[Figure, ...] = ()
 
     @property
     def package(self) -> str:
@@ -236,7 +247,23 @@ def load_day(directory: Path) -> Day:
         directory=directory,
         instructions=instructions,
         parts=tuple(parts),
+        figures=_load_figures(raw.get("figures", []), directory, str(manifest)),
     )
+
+
+def _load_figures(raw: Any, directory: Path, where: str) -> tuple[Figure, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: 'figures' should be a list of {{image, caption}} tables")
+    figures = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: each of 'figures' should be a table {{image, caption}}")
+        _check_keys(item, _FIGURE_KEYS, f"{where} [figures]")
+        image = (directory / _require(item, "image", str, where)).resolve()
+        if not image.is_file():
+            raise ConfigError(f"{where}: figure {item['image']} is missing (looked for {image})")
+        figures.append(Figure(image=image, caption=_require(item, "caption", str, where)))
+    return tuple(figures)
 
 
 @cache
