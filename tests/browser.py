@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -81,8 +82,13 @@ class Browser:
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise BrowserError("Chromium did not answer in time")
+            ready, _, _ = select.select(
+                [self._replies_r], [], [], max(0.0, deadline - time.monotonic())
+            )
+            if not ready:
+                continue  # the deadline check above raises
             chunk = os.read(self._replies_r, 1 << 16)
             if not chunk:
                 raise BrowserError("Chromium closed the protocol pipe (did it crash?)")
@@ -123,8 +129,11 @@ class Browser:
 
     def open(self, url: str) -> None:
         self._events.clear()
-        self.call("Page.navigate", {"url": url})
-        self.wait_event("Page.loadEventFired")
+        reply = self.call("Page.navigate", {"url": url})
+        if "errorText" in reply:
+            raise BrowserError(f"could not open {url}: {reply['errorText']}")
+        if reply.get("loaderId"):  # none when only the #fragment changed: nothing loads
+            self.wait_event("Page.loadEventFired")
 
     def evaluate(self, expression: str, *, timeout: float = 30) -> Any:
         """The value of a JavaScript expression in the page (a promise is awaited)."""

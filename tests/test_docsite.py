@@ -320,3 +320,14 @@ def test_a_day_shows_the_figures_it_declares(site: Path) -> None:
             assert figure.image.name in shown, (day.id, figure.image.name)
             assert (site / "images" / figure.image.name).is_file()
     assert any(day.figures for day in all_days())
+
+
+def test_mlab_read_shows_formulas_as_code() -> None:
+    from typer.testing import CliRunner
+
+    from mlab.cli import app
+
+    result = CliRunner().invoke(app, ["read", "w1d5", "--part", "1", "--no-pager"])
+    assert result.exit_code == 0, result.output
+    assert "$" not in result.output
+    assert "\\beta_1" in result.output  # the LaTeX itself, verbatim
