@@ -85,6 +85,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_site(tmp_path_factory.mktemp("site") / "site")
 
 
+_NOT_PROSE = {"code", "pre", "script", "style", "svg", "textarea"}
+_VOID = {"br", "img", "input", "link", "meta", "hr", "source", "wbr"}
+# LaTeX that was not turned into a formula: $...$ holding a \command, ^ or _, or a $$.
+_RAW_MATHS = re.compile(r"\$\$|\$[^$\s][^$]*?(\\[a-zA-Z]+|[\^_])[^$]*?\$")
+
+
 class _Page(HTMLParser):
     """Links, sources, ids, headings and collapsed blocks of one HTML page."""
 
@@ -95,10 +101,15 @@ class _Page(HTMLParser):
         self.h1 = ""
         self.h2_ids: list[str] = []
         self.summaries: list[str] = []
+        self.prose = ""  # text outside code, scripts and formulas
         self._in: str | None = None
+        self._skip: list[str] = []  # open elements whose text is not prose
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
+        not_prose = tag in _NOT_PROSE or "arithmatex" in a.get("class", "").split()
+        if (self._skip or not_prose) and tag not in _VOID:
+            self._skip.append(tag)
         if "id" in a:
             self.ids.add(a["id"])
         for attr in ("href", "src"):
@@ -114,8 +125,12 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == self._in:
             self._in = None
+        if self._skip and self._skip[-1] == tag:
+            self._skip.pop()
 
     def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.prose += data
         if self._in == "h1":
             self.h1 += data
         elif self._in == "summary":
@@ -189,6 +204,14 @@ def test_every_link_and_asset_resolves_and_nothing_is_fetched_from_the_network(
                 if unquote(parts.fragment) not in ids:
                     broken.append(f"{path.relative_to(site)}: {value} (no #{parts.fragment})")
     assert not broken, "\n".join(broken[:30])
+
+
+def test_no_page_shows_raw_latex(site: Path) -> None:
+    raw = []
+    for path in sorted(site.rglob("*.html")):
+        for match in _RAW_MATHS.finditer(_parse(path).prose):
+            raw.append(f"{path.relative_to(site)}: {match.group(0)[:80]}")
+    assert not raw, "\n".join(raw[:20])
 
 
 def test_a_broken_link_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,3 +354,12 @@ def test_mlab_read_shows_formulas_as_code() -> None:
     assert result.exit_code == 0, result.output
     assert "$" not in result.output
     assert "\\beta_1" in result.output  # the LaTeX itself, verbatim
+
+
+def test_raw_latex_is_found_in_prose_only() -> None:
+    page = _Page()
+    page.feed(
+        '<p>Raw $\\beta_1$ here, costs $5 and $6.</p><span class="arithmatex">\\(\\beta\\)</span>'
+        "<pre><code>$x_1$ $$</code></pre><p>and $$ too</p>"
+    )
+    assert [m.group(0) for m in _RAW_MATHS.finditer(page.prose)] == ["$\\beta_1$", "$$"]
