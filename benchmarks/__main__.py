@@ -14,6 +14,7 @@ from benchmarks import (
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
     bench_w1d7_inspect,
+    bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
 )
 from benchmarks.common import run
@@ -28,6 +29,7 @@ BENCHMARKS = [
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
     bench_w1d7_inspect,
+    bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
 ]
 

@@ -39,6 +39,7 @@ from mlab.course.engine.stubgen import exercise_source, workspace_source
 from mlab.docsite.maths import maths_as_code
 from mlab.errors import CourseError, MlabError
 from mlab.invocation import script_command
+from mlab.models.shakespeare_cli import pretrain_app, sample_command
 
 __all__ = ["app", "main"]
 
@@ -563,6 +564,8 @@ demo_app = typer.Typer(
 )
 app.add_typer(demo_app, name="demo")
 app.add_typer(bughunt_app, name="bughunt")
+app.add_typer(pretrain_app, name="pretrain")
+app.command("sample")(sample_command)
 
 
 @demo_app.command("cppn")

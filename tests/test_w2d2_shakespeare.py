@@ -1,0 +1,169 @@
+"""The small Shakespeare GPT-2s (mlab.models.shakespeare): a tiny training run learns, an
+interrupted run resumes to exactly the uninterrupted one, sampling with the KV cache equals
+sampling without it, and `mlab pretrain shakespeare` / `mlab sample` work end to end on a
+tiny recipe. The full runs are `mlab pretrain shakespeare` and `make bench`."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mlab.cli import app
+from mlab.errors import ConfigError, DataError
+from mlab.models import shakespeare
+from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
+from mlab.models.shakespeare import (
+    CharTokenizer,
+    generate,
+    get_batch,
+    learning_rate,
+    load_pretrained,
+    load_tiny_shakespeare,
+    quick_recipe,
+    train,
+)
+from mlab.testing import assert_close
+
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to "
+    "famish?\n\nAll:\nResolved. resolved.\n\n"
+) * 40
+TINY = quick_recipe(
+    "char",
+    n_layer=1,
+    n_head=2,
+    n_embd=16,
+    block_size=16,
+    batch_size=8,
+    max_iters=60,
+    warmup_iters=5,
+    learning_rate=1e-2,
+    min_lr=1e-3,
+    eval_interval=20,
+    eval_iters=4,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-char")
+    steps: list[float] = []
+    result = train(TINY, directory, text=TEXT, on_step=lambda s, loss: steps.append(loss))
+    assert result.steps == 60 and len(steps) == 60
+    assert sum(steps[-10:]) / 10 < sum(steps[:10]) / 10 - 1.0  # it learns
+    assert result.val_loss < 2.2  # the repeated text: well below log(vocab) = 3.2
+    return directory
+
+
+def test_char_tokenizer_round_trips_and_rejects_unknown_characters() -> None:
+    tok = CharTokenizer("hello world")
+    assert tok.vocab_size == 8 and tok.decode(tok.encode("low hell")) == "low hell"
+    with pytest.raises(ValueError, match=r"\['z'\]"):
+        tok.encode("hold ze")
+
+
+def test_batches_are_shifted_windows_and_the_schedule_warms_up_then_decays() -> None:
+    data = torch.arange(100)
+    x, y = get_batch(data, 8, 5, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (5, 8) and torch.equal(y, x + 1)
+    with pytest.raises(DataError, match="too few"):
+        get_batch(torch.arange(8), 8, 1, torch.Generator())
+    recipe = shakespeare.RECIPES["char"]
+    rates = [learning_rate(s, recipe) for s in range(recipe.max_iters + 1)]
+    assert rates[0] < rates[99] <= 1e-3 and max(rates) == pytest.approx(1e-3, rel=1e-3)
+    assert rates[-1] == pytest.approx(1e-4) and all(
+        a >= b for a, b in itertools.pairwise(rates[100:])
+    )
+
+
+def test_a_resumed_run_equals_the_uninterrupted_one(trained: Path, tmp_path: Path) -> None:
+    """The fixture's recipe, interrupted at step 40 of 60 (a checkpoint), then resumed."""
+
+    def stop_at_40(step: int, loss: float) -> None:
+        if step == 40:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, tmp_path, text=TEXT, on_step=stop_at_40)
+    with pytest.raises(ConfigError, match="another recipe"):
+        train(dataclasses.replace(TINY, max_iters=80), tmp_path, text=TEXT)
+    resumed: list[int] = []
+    train(TINY, tmp_path, text=TEXT, on_step=lambda s, loss: resumed.append(s))
+    assert resumed[0] == 41 and resumed[-1] == 60  # from the checkpoint at 40
+    a, _ = load_pretrained(trained)
+    b, _ = load_pretrained(tmp_path)
+    assert_close(b.state_dict(), a.state_dict(), what="resumed vs uninterrupted weights")
+
+
+def test_sampling_with_the_cache_equals_sampling_without(trained: Path) -> None:
+    model, tok = load_pretrained(trained)
+    pieces = list(generate(model, tok, "All:\n", 40, temperature=0.7, top_k=5, seed=3))
+    assert len(pieces) == 40
+    # the same sampler without a cache: the whole context every step
+    g = torch.Generator().manual_seed(3)
+    ids = tok.encode("All:\n")
+    out = []
+    for _ in range(40):
+        logits = model(torch.tensor([ids[-16:]]), use_cache=False).logits[0, -1] / 0.7
+        cutoff = torch.topk(logits, 5).values[-1]
+        probs = torch.softmax(logits.masked_fill(logits < cutoff, float("-inf")), -1)
+        ids.append(int(torch.multinomial(probs, 1, generator=g)))
+        out.append(ids[-1])
+    # positions past n_positions=16 are rebuilt from the last half, so compare the first 11
+    assert "".join(pieces)[:11] == tok.decode(out)[:11]
+    assert "".join(pieces).count(":") >= 1  # it learned the play's format
+
+
+def test_an_untrained_model_samples_and_bad_arguments_raise() -> None:
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=8, n_positions=6, n_embd=8, n_layer=1, n_head=2))
+    tok = CharTokenizer("abcdefgh")
+    assert len("".join(generate(model, tok, "abc", 20))) == 20  # past n_positions twice
+    with pytest.raises(ValueError, match="temperature=0"):
+        next(generate(model, tok, "a", 1, temperature=0))
+
+
+def test_tiny_shakespeare_is_found_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tinyshakespeare.txt").write_text("not Shakespeare")
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="is not tiny Shakespeare"):
+        load_tiny_shakespeare()
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    real = Path(os.environ.get("MLAB_TEST_DATA", shared))
+    if not (real / "tinyshakespeare.txt").is_file():
+        pytest.skip(f"tinyshakespeare.txt is not in {real}: only the checksum error was tested")
+    monkeypatch.setenv("MLAB_DATA_DIR", str(real))
+    assert len(load_tiny_shakespeare()) == 1_115_394
+
+
+@pytest.fixture
+def tiny_recipes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(shakespeare.RECIPES, "char", TINY)
+    monkeypatch.setattr(shakespeare, "load_tiny_shakespeare", lambda: TEXT)
+    yield
+
+
+def test_pretrain_and_sample_commands(tiny_recipes: None, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "model"
+    result = runner.invoke(
+        app, ["pretrain", "shakespeare", "--recipe", "char", "--out", str(out), "--max-iters", "20"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "validation loss" in result.output and (out / "model.safetensors").is_file()
+    result = runner.invoke(
+        app, ["sample", "--prompt", "All:", "--tokens", "30", "--model", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("All:") and len(result.output.strip()) >= 30
+    result = runner.invoke(app, ["pretrain", "shakespeare", "--recipe", "words"])
+    assert result.exit_code != 0
