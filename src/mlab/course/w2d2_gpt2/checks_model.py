@@ -404,6 +404,7 @@ def model_rejects_bad_input(ns: Namespace) -> None:
             "16",
         ),
         ("token id 25 with vocab_size=23", (torch.tensor([[1, 25]]),), {}, ValueError, "25"),
+        ("token id 23 with vocab_size=23", (torch.tensor([[1, 23]]),), {}, ValueError, "23"),
         ("token id -1 after a 0", (torch.tensor([[0, -1, 2]]),), {}, ValueError, "-1"),
         (
             "attention_mask of 2 columns for 3 tokens",

@@ -77,6 +77,16 @@ def conv1d_has_hf_parameters_and_init(ns: Namespace) -> None:
             abs(std - 0.02) < 1e-3 and abs(mean) < 1e-3,
             f"the weight should be drawn from N(0, 0.02^2); got mean {mean:.4g}, std {std:.4g}",
         )
+    with case("Conv1D(30, 20) built under three seeds (1, 1, 2)"):
+        weights = []
+        for seed in (1, 1, 2):
+            torch.manual_seed(seed)
+            weights.append(ns.Conv1D(30, 20).weight.detach().clone())
+        expect(
+            torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2]),
+            "the initial weight should be drawn from torch's global generator: the same "
+            "seed should give the same weight, another seed another weight",
+        )
 
 
 @check("Conv1D")

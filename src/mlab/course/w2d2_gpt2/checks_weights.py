@@ -20,7 +20,7 @@ from transformers import GPT2LMHeadModel as HFModel
 from transformers import GPT2Model as HFBaseModel
 
 from mlab.course.engine.checks import Namespace, check
-from mlab.course.w2d2_gpt2.hf_reference import hf_config, ours_config, randomise
+from mlab.course.w2d2_gpt2.hf_reference import F64, hf_config, ours_config, randomise
 from mlab.errors import ConfigError, DataError, StateDictError
 from mlab.models.gpt2 import GPT2LMHeadModel
 from mlab.testing import assert_close, assert_equal, assert_raises, case, expect, randint
@@ -193,8 +193,22 @@ def saved_directories_load_in_transformers(ns: Namespace) -> None:
         for key in ("n_layer", "n_head", "n_embd", "n_inner", "layer_norm_epsilon"):
             assert_equal(getattr(back.config, key), getattr(hf.config, key), what=key)
         assert_close(back(ids).logits, hf(ids).logits, what="logits of HF's model loaded from it")
-        config = json.loads((target / "config.json").read_text())
+        text = (target / "config.json").read_text()
+        config = json.loads(text)
         assert_equal(config.get("model_type"), "gpt2", what="config.json's model_type")
+        second = text.splitlines()[1]
+        expect(
+            second.startswith("  ") and not second.startswith("   "),
+            f"config.json should be indented by 2 spaces, as HF writes it; got {second!r}",
+        )
+    with _tmp() as tmp, case("saving twice into the same folder (the second overwrites)"):
+        ours = _ours(hf)
+        ns.save_pretrained(ours, tmp)
+        with torch.no_grad():
+            ours.transformer.ln_f.bias.fill_(0.5)
+        ns.save_pretrained(ours, tmp)
+        saved = load_file(str(tmp / "model.safetensors"))["transformer.ln_f.bias"]
+        assert_close(saved, torch.full((8,), 0.5, dtype=F64), what="ln_f.bias as saved")
 
 
 # ----------------------------------------------------------------------------------------------
