@@ -14,6 +14,7 @@ from benchmarks import (
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
     bench_w1d7_inspect,
+    bench_w2d1_bert,
     bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
 )
@@ -29,6 +30,7 @@ BENCHMARKS = [
     bench_w1d4_autograd_mlp,
     bench_w1d6_ddp,
     bench_w1d7_inspect,
+    bench_w2d1_bert,
     bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
 ]
