@@ -21,6 +21,7 @@ from mlab.models import shakespeare
 from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from mlab.models.shakespeare import (
     CharTokenizer,
+    CompactGPT2Tokenizer,
     generate,
     get_batch,
     learning_rate,
@@ -167,3 +168,40 @@ def test_pretrain_and_sample_commands(tiny_recipes: None, tmp_path: Path) -> Non
     assert result.output.startswith("All:") and len(result.output.strip()) >= 30
     result = runner.invoke(app, ["pretrain", "shakespeare", "--recipe", "words"])
     assert result.exit_code != 0
+
+
+def _shared_data() -> Path:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    real = Path(os.environ.get("MLAB_TEST_DATA", shared))
+    if not (real / "gpt2" / "vocab.json").is_file():
+        pytest.skip(f"GPT-2's vocab.json and merges.txt are not in {real / 'gpt2'}")
+    return real
+
+
+def test_compact_gpt2_tokenizer_keeps_gpt2_ids_and_falls_back_to_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLAB_DATA_DIR", str(_shared_data()))
+    tok = CompactGPT2Tokenizer(corpus=TEXT)
+    hf = tok.hf
+    assert hf.encode("Hello world, this is GPT-2 tokenization!") == [
+        15496,
+        995,
+        11,
+        428,
+        318,
+        402,
+        11571,
+        12,
+        17,
+        11241,
+        1634,
+        0,
+    ]  # the ids in ../shared/data/README.md
+    assert tok.vocab_size == len(set(hf.encode(TEXT)) | set(tok._bytes) | {50256})
+    line = "All:\nSpeak, speak."
+    assert [tok.keep[i] for i in tok.encode(line)] == hf.encode(line)  # GPT-2's own ids
+    for text in ["Résumé of 🎭 quantum électrons", " \n\t", "zzz"]:
+        assert tok.decode(tok.encode(text)) == text
+    again = CompactGPT2Tokenizer(keep=tok.keep)
+    assert again.encode("First Citizen: quantum") == tok.encode("First Citizen: quantum")

@@ -36,6 +36,7 @@ from mlab.testing import (
     assert_close,
     assert_equal,
     assert_raises,
+    assert_unchanged,
     case,
     expect,
     generator,
@@ -457,7 +458,9 @@ def loss_matches_hf(ns: Namespace) -> None:
             labels[row, col] = -100
         with case(name, logits=logits, labels=labels):
             lo, lh = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+            kept = labels.clone()
             got = ns.causal_lm_loss(lo, labels, items)
+            assert_unchanged(labels, kept)
             want = ForCausalLMLoss(lh, labels, shape[-1], num_items_in_batch=items)  # type: ignore[arg-type]
             want_dtype = F64 if dtype == F64 else torch.float32
             expect(
