@@ -27,8 +27,10 @@ from mlab.train.loop import train
 
 __all__ = [
     "CONFIGURABLES",
+    "bindable_parameters",
     "check_binding",
     "check_config_text",
+    "nearest_names",
     "parse_config",
     "registered",
     "shipped_config",
@@ -55,7 +57,7 @@ BINDING_LINE = re.compile(r"^([A-Za-z_][\w./]*\.\w+)\s*=", re.MULTILINE)
 _registered: dict[str, Any] = {}
 
 
-def _parameters(fn: Callable[..., Any], name: str) -> list[str] | None:
+def bindable_parameters(fn: Callable[..., Any], name: str) -> list[str] | None:
     """The names ``fn`` can be bound by, or ``None`` when it takes ``**kwargs`` (any name)."""
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
@@ -68,11 +70,13 @@ def _parameters(fn: Callable[..., Any], name: str) -> list[str] | None:
     ]
 
 
-def _nearest(word: str, candidates: list[str]) -> str:
+def nearest_names(word: str, candidates: list[str]) -> str:
+    """``"did you mean 'a' or 'b'?"`` with ``difflib.get_close_matches(word, candidates, n=3,
+    cutoff=0.6)``, or ``"valid names: ..."`` (all of them, sorted) when none is close."""
     close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
     if close:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return "valid names: " + ", ".join(sorted(candidates))
+    return "valid names: " + ", ".join(repr(c) for c in sorted(candidates))
 
 
 def check_binding(binding: str, configurables: Mapping[str, Callable[..., Any]]) -> tuple[str, str]:
@@ -86,11 +90,11 @@ def check_binding(binding: str, configurables: Mapping[str, Callable[..., Any]])
 
     - when there is no ``=`` or the key has no ``.``: say the binding should look like
       ``Name.param = value``;
-    - when ``Name`` is unknown: name it and suggest ``difflib.get_close_matches(Name, names,
-      n=3, cutoff=0.6)``, or list every valid name when none is close;
-    - when ``param`` is not a keyword parameter of ``Name``'s signature
-      (``inspect.signature``; one taking ``**kwargs`` accepts any): suggest the nearest
-      parameters the same way.
+    - when ``Name`` is unknown: name it, with ``nearest_names(Name, list(configurables))``
+      (the nearest names by ``difflib``, or all of them when none is close);
+    - when ``param`` is not among ``bindable_parameters(function, Name)`` (the keyword
+      parameters of its signature; ``None`` for a function taking ``**kwargs``, which accepts
+      any): name both, with ``nearest_names(param, parameters)``.
     """
     key, eq, _ = binding.partition("=")
     selector, dot, param = key.strip().rpartition(".")
@@ -101,12 +105,12 @@ def check_binding(binding: str, configurables: Mapping[str, Callable[..., Any]])
     if name not in configurables:
         raise ConfigError(
             f"binding {binding!r}: no configurable named {name!r}; "
-            + _nearest(name, list(configurables))
+            + nearest_names(name, list(configurables))
         )
-    params = _parameters(configurables[name], name)
+    params = bindable_parameters(configurables[name], name)
     if params is not None and param not in params:
         raise ConfigError(
-            f"binding {binding!r}: {name} has no parameter {param!r}; " + _nearest(param, params)
+            f"binding {binding!r}: {name} has no parameter {param!r}; " + nearest_names(param, params)
         )
     return name, param
 
@@ -161,5 +165,5 @@ def shipped_config(name_or_path: str) -> Path:
         return shipped
     raise ConfigError(
         f"config {name_or_path!r} is neither a file nor a shipped config; "
-        + _nearest(name_or_path.removesuffix(".gin"), shipped_configs())
+        + nearest_names(name_or_path.removesuffix(".gin"), shipped_configs())
     )

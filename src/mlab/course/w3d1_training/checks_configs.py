@@ -1,0 +1,142 @@
+"""Checks for part 1 of w3d1: ``check_binding``, compared with gin itself (what gin accepts
+passes, what gin rejects raises ``ConfigError``) and its suggestions with ``difflib``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from mlab.course.engine.checks import Namespace, check
+from mlab.errors import ConfigError
+from mlab.testing import assert_equal, assert_raises, case, expect
+
+
+def mlp(in_features: int = 64, hidden: tuple[int, ...] = (128,), dropout: float = 0.0) -> str:
+    return f"mlp({in_features}, {hidden}, {dropout})"
+
+
+def anything(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+def schedule(alpha1: float = 0, alpha2: float = 0, alpha3: float = 0, alpha4: float = 0) -> None:
+    del alpha1, alpha2, alpha3, alpha4
+
+
+class Warmup:
+    def __init__(self, total_steps: int, warmup_steps: int = 0, *, floor: float = 0.1) -> None:
+        self.total_steps, self.warmup_steps, self.floor = total_steps, warmup_steps, floor
+
+
+REGISTRY: dict[str, Callable[..., Any]] = {
+    "mlp": mlp,
+    "anything": anything,
+    "schedule": schedule,
+    "Warmup": Warmup,
+    "AdamW": torch.optim.AdamW,
+    "optim.SGD": torch.optim.SGD,
+}
+_registered: list[bool] = []
+
+
+def _gin_accepts(binding: str) -> bool:
+    """Whether gin parses ``binding`` with the same functions registered."""
+    import gin
+
+    if not _registered:
+        for name, fn in REGISTRY.items():
+            module, _, short = name.rpartition(".")
+            gin.external_configurable(fn, name=short, module=module or "w3d1check")
+        _registered.append(True)
+    gin.clear_config()
+    try:
+        gin.parse_config(binding)
+    except (ValueError, SyntaxError, KeyError):
+        return False
+    finally:
+        gin.clear_config()
+    return True
+
+
+VALID = [
+    ("mlp.hidden = (64, 32)", ("mlp", "hidden")),
+    ("  mlp.dropout=0.5", ("mlp", "dropout")),
+    ("AdamW.lr = 3e-4", ("AdamW", "lr")),
+    ("train/AdamW.betas = (0.9, 0.95)", ("AdamW", "betas")),
+    ("outer/inner/mlp.in_features = 3", ("mlp", "in_features")),
+    ("w3d1check.mlp.hidden = (8,)", ("mlp", "hidden")),
+    ("optim.SGD.momentum = 0.9", ("optim.SGD", "momentum")),
+    ("anything.whatever_you_like = 'x=y'", ("anything", "whatever_you_like")),
+    ("Warmup.warmup_steps = 10", ("Warmup", "warmup_steps")),
+    ("Warmup.floor = 0.5", ("Warmup", "floor")),
+    ("schedule.alpha3 = 1", ("schedule", "alpha3")),
+]
+
+
+@check("check_binding")
+def valid_bindings_pass_as_gin_accepts_them(ns: Namespace) -> None:
+    for binding, want in VALID:
+        with case(f"{binding!r}", binding=binding):
+            expect(_gin_accepts(binding), f"gin itself rejects {binding!r} (a broken check)")
+            assert_equal(ns.check_binding(binding, REGISTRY), want, what="(name, param)")
+
+
+def _suggested(message: str, candidates: list[str]) -> set[str]:
+    return {c for c in candidates if f"'{c}'" in message}
+
+
+@check("check_binding")
+def unknown_names_fail_with_the_nearest_names(ns: Namespace) -> None:
+    names = list(REGISTRY)
+    for binding, wrong in (("AdamV.lr = 1e-3", "AdamV"), ("mpl.hidden = (3,)", "mpl")):
+        with case(f"{binding!r}", binding=binding):
+            expect(not _gin_accepts(binding), f"gin accepts {binding!r} (a broken check)")
+            err = assert_raises(ns.check_binding, binding, REGISTRY, exc=ConfigError)
+            expect(f"'{wrong}'" in str(err), f"the message should name {wrong!r}: {err}")
+            want = set(difflib.get_close_matches(wrong, names, n=3, cutoff=0.6))
+            got = _suggested(str(err).replace(f"'{wrong}'", ""), names)
+            expect(got == want, f"the message suggests {sorted(got)}, difflib's nearest are "
+                   f"{sorted(want)}: {err}")
+    with case("'zzz.qqq = 1': nothing close, so every name is listed", binding="zzz.qqq = 1"):
+        err = assert_raises(ns.check_binding, "zzz.qqq = 1", REGISTRY, exc=ConfigError)
+        got = _suggested(str(err), names)
+        expect(got == set(names), f"the message lists {sorted(got)}, not all of {names}: {err}")
+
+
+@check("check_binding")
+def unknown_parameters_fail_with_the_nearest_parameters(ns: Namespace) -> None:
+    cases = [
+        ("AdamW.lrr = 1e-3", "AdamW", "lrr"),
+        ("mlp.hiden = (3,)", "mlp", "hiden"),
+        ("schedule.alpha = 1", "schedule", "alpha"),  # four close: only the best three
+        ("train/Warmup.total = 3", "Warmup", "total"),
+        ("mlp.zzz = 1", "mlp", "zzz"),
+    ]
+    for binding, name, wrong in cases:
+        with case(f"{binding!r}", binding=binding):
+            expect(not _gin_accepts(binding), f"gin accepts {binding!r} (a broken check)")
+            err = assert_raises(ns.check_binding, binding, REGISTRY, exc=ConfigError)
+            expect(f"'{wrong}'" in str(err), f"the message should name {wrong!r}: {err}")
+            import inspect
+
+            params = [
+                p.name
+                for p in inspect.signature(REGISTRY[name]).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            want = set(difflib.get_close_matches(wrong, params, n=3, cutoff=0.6)) or set(params)
+            got = _suggested(str(err).replace(f"'{wrong}'", ""), params)
+            expect(got == want, f"the message suggests {sorted(got)}, the nearest are "
+                   f"{sorted(want)}: {err}")
+
+
+@check("check_binding")
+def malformed_bindings_say_what_a_binding_looks_like(ns: Namespace) -> None:
+    for binding in ("mlp.hidden (3,)", "mlp = 3", "hidden = 3", ""):
+        with case(f"{binding!r}", binding=binding):
+            assert_raises(
+                ns.check_binding, binding, REGISTRY, exc=ConfigError, match="Name.param = value"
+            )
