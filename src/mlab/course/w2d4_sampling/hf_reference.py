@@ -101,3 +101,17 @@ def hf_processed(hf: HFModel, ids: Tensor, mask: Tensor, **kwargs: Any) -> Tenso
         **kwargs,
     )
     return out.scores[0]  # type: ignore[attr-defined,no-any-return]
+
+
+def stop_string_vocabulary() -> tuple[list[str], Any]:
+    """The text of each of 40 token ids and a HF tokenizer with that vocabulary, for
+    ``StopStringCriteria``. HF cleans the vocabulary by decoding each token after "abcdef",
+    so that must be one token, and the decoder must join tokens as they are (``Fuse``)."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    letters = [a + b for a in "abcdefghijkl" for b in ("", "a", "b")]
+    words = ["<pad>", "<x>", "abcdef", "<eos>", *letters]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<x>"))
+    tokenizer.decoder = decoders.Fuse()
+    return words, PreTrainedTokenizerFast(tokenizer_object=tokenizer)  # type: ignore[no-untyped-call]
