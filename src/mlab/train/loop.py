@@ -218,7 +218,8 @@ def train(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=max_steps, initial=step, disable=not progress, unit="step")
+    # disable=None: no bar when stderr is not a terminal (a log file, CI)
+    bar = tqdm(total=max_steps, initial=step, disable=None if progress else True, unit="step")
     last: dict[str, float] = {}
     tick, tick_step = time.perf_counter(), step
     net.train()
