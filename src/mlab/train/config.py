@@ -110,7 +110,8 @@ def check_binding(binding: str, configurables: Mapping[str, Callable[..., Any]])
     params = bindable_parameters(configurables[name], name)
     if params is not None and param not in params:
         raise ConfigError(
-            f"binding {binding!r}: {name} has no parameter {param!r}; " + nearest_names(param, params)
+            f"binding {binding!r}: {name} has no parameter {param!r}; "
+            + nearest_names(param, params)
         )
     return name, param
 

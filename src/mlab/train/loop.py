@@ -66,11 +66,12 @@ def accumulate_gradients(
     ``.grad`` equal those of one forward and backward pass over all of them joined into one
     batch; return that joined batch's mean loss as a detached 0-dim tensor.
 
-    ``loss_fn(batch)`` returns a micro-batch's *mean* loss; a micro-batch's size is
-    ``len(batch[0])``. Weight each micro-batch's loss by its share of all the examples
-    (``size / total``) before ``backward``, so a short last micro-batch counts for what it
-    holds. Only one micro-batch's graph is alive at a time (that is the point: memory of one
-    micro-batch, gradient of all). Do not zero the gradients: the caller does, once per step.
+    Each micro-batch is ``(inputs, targets)`` with one target row per input row;
+    ``loss_fn(batch)`` returns its *mean* loss, and its size is ``len(batch[0])``. Weight each
+    micro-batch's loss by its share of all the examples (``size / total``) before
+    ``backward``, so a short last micro-batch counts for what it holds. Only one micro-batch's
+    graph is alive at a time (that is the point: memory of one micro-batch, gradient of all).
+    Do not zero the gradients: the caller does, once per step.
     Raise ``ValueError`` when ``micro_batches`` is empty.
     """
     if not micro_batches:

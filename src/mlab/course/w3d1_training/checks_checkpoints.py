@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mlab.course.engine.checks import Namespace, check
-from mlab.errors import DataError
+from mlab.errors import DataError, MismatchError
 from mlab.testing import assert_equal, assert_raises, case, expect
 
 MAGIC = b"MLAB-CHECKPOINT 1 "
@@ -138,8 +138,9 @@ class _Watch:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        with mock.patch.object(os, "fsync", self.fsync), mock.patch.object(
-            os, "replace", self.replace
+        with (
+            mock.patch.object(os, "fsync", self.fsync),
+            mock.patch.object(os, "replace", self.replace),
         ):
             yield
 
@@ -154,23 +155,29 @@ def written_file_is_header_then_torch_save(ns: Namespace) -> None:
     with _folder() as d, case("a state with a tensor and Python's random state"):
         path = d / "deep" / "er" / "ckpt.pt"
         expect(ns.write_checkpoint(path, state) is None, "write_checkpoint returns None")
+        expect(path.is_file(), f"no file at {path} after write_checkpoint")
         data = path.read_bytes()
         header, _, payload = data.partition(b"\n")
         expect(header.startswith(MAGIC), f"the file should start with {MAGIC!r}: {header[:40]!r}")
         assert_equal(
             header[len(MAGIC) :].decode(), hashlib.sha256(payload).hexdigest(), what="digest"
         )
-        back = torch.load(io.BytesIO(payload), weights_only=False)
+        try:
+            back = torch.load(io.BytesIO(payload), weights_only=False)
+        except Exception as err:
+            raise MismatchError(
+                f"torch.load cannot read what follows the header ({len(payload)} bytes): {err}"
+            ) from None
         assert_equal(back["step"], 7, what="step")
         assert_equal(back["w"], state["w"], what="w")
         expect(back["rng"] == state["rng"], "the random state did not round-trip")
         assert_equal(sorted(p.name for p in path.parent.iterdir()), ["ckpt.pt"], what="files")
-    with _folder() as d, case("writing over an existing checkpoint"):
+    with _folder() as d, case("writing over an existing checkpoint (path as str)"):
         path = d / "ckpt.pt"
         path.write_bytes(b"old")
         ns.write_checkpoint(path, {"step": 8})
         expect(path.read_bytes().startswith(MAGIC), "the old file should be replaced")
-        ns.write_checkpoint(path, {"step": 9})
+        ns.write_checkpoint(str(path), {"step": 9})
         back = torch.load(io.BytesIO(path.read_bytes().partition(b"\n")[2]), weights_only=False)
         assert_equal(back["step"], 9, what="step after writing twice")
 
@@ -309,8 +316,13 @@ def _fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, torch.optim.Adam(model.parameters(), lr=0.01)
 
 
-def _interrupted(ns: Namespace, capture: Callable[[], Any], restore: Callable[[Any], None],
-                 write: Callable[..., None], read: Callable[[Path], Any]) -> None:
+def _interrupted(
+    ns: Namespace,
+    capture: Callable[[], Any],
+    restore: Callable[[Any], None],
+    write: Callable[..., None],
+    read: Callable[[Path], Any],
+) -> None:
     model, opt = _fresh()
     _train(model, opt, 6)
     want = [p.detach().clone() for p in model.parameters()]
@@ -341,8 +353,12 @@ def _reference_read(path: Path) -> Any:
 
 
 def _torch_capture() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(), "cuda": []}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": [],
+    }
 
 
 def _torch_restore(state: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@ passes, what gin rejects raises ``ConfigError``) and its suggestions with ``diff
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +39,22 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "schedule": schedule,
     "Warmup": Warmup,
     "AdamW": torch.optim.AdamW,
-    "optim.SGD": torch.optim.SGD,
+    "opt.SGD": torch.optim.SGD,
 }
 _registered: list[bool] = []
+
+
+def _for_gin(binding: str) -> str:
+    """The binding with its name qualified by the module the checks register under
+    (``w3d1check``), so that names registered elsewhere in the process (``mlab.train``'s own
+    ``AdamW``) do not make it ambiguous to gin."""
+    key, _, value = binding.partition("=")
+    scope, slash, rest = key.strip().rpartition("/")
+    selector, dot, param = rest.rpartition(".")
+    short = selector.removeprefix("w3d1check.")
+    if short in REGISTRY:
+        selector = "w3d1check." + short
+    return f"{scope}{slash}{selector}{dot}{param} ={value}"
 
 
 def _gin_accepts(binding: str) -> bool:
@@ -49,11 +64,12 @@ def _gin_accepts(binding: str) -> bool:
     if not _registered:
         for name, fn in REGISTRY.items():
             module, _, short = name.rpartition(".")
-            gin.external_configurable(fn, name=short, module=module or "w3d1check")
+            with contextlib.suppress(ValueError):  # registered by an earlier import of this file
+                gin.external_configurable(fn, name=short, module=f"w3d1check.{module}".rstrip("."))
         _registered.append(True)
     gin.clear_config()
     try:
-        gin.parse_config(binding)
+        gin.parse_config(_for_gin(binding))
     except (ValueError, SyntaxError, KeyError):
         return False
     finally:
@@ -68,7 +84,7 @@ VALID = [
     ("train/AdamW.betas = (0.9, 0.95)", ("AdamW", "betas")),
     ("outer/inner/mlp.in_features = 3", ("mlp", "in_features")),
     ("w3d1check.mlp.hidden = (8,)", ("mlp", "hidden")),
-    ("optim.SGD.momentum = 0.9", ("optim.SGD", "momentum")),
+    ("opt.SGD.momentum = 0.9", ("opt.SGD", "momentum")),
     ("anything.whatever_you_like = 'x=y'", ("anything", "whatever_you_like")),
     ("Warmup.warmup_steps = 10", ("Warmup", "warmup_steps")),
     ("Warmup.floor = 0.5", ("Warmup", "floor")),
@@ -98,8 +114,10 @@ def unknown_names_fail_with_the_nearest_names(ns: Namespace) -> None:
             expect(f"'{wrong}'" in str(err), f"the message should name {wrong!r}: {err}")
             want = set(difflib.get_close_matches(wrong, names, n=3, cutoff=0.6))
             got = _suggested(str(err).replace(f"'{wrong}'", ""), names)
-            expect(got == want, f"the message suggests {sorted(got)}, difflib's nearest are "
-                   f"{sorted(want)}: {err}")
+            expect(
+                got == want,
+                f"the message suggests {sorted(got)}, difflib's nearest are {sorted(want)}: {err}",
+            )
     with case("'zzz.qqq = 1': nothing close, so every name is listed", binding="zzz.qqq = 1"):
         err = assert_raises(ns.check_binding, "zzz.qqq = 1", REGISTRY, exc=ConfigError)
         got = _suggested(str(err), names)
@@ -120,8 +138,6 @@ def unknown_parameters_fail_with_the_nearest_parameters(ns: Namespace) -> None:
             expect(not _gin_accepts(binding), f"gin accepts {binding!r} (a broken check)")
             err = assert_raises(ns.check_binding, binding, REGISTRY, exc=ConfigError)
             expect(f"'{wrong}'" in str(err), f"the message should name {wrong!r}: {err}")
-            import inspect
-
             params = [
                 p.name
                 for p in inspect.signature(REGISTRY[name]).parameters.values()
@@ -129,8 +145,10 @@ def unknown_parameters_fail_with_the_nearest_parameters(ns: Namespace) -> None:
             ]
             want = set(difflib.get_close_matches(wrong, params, n=3, cutoff=0.6)) or set(params)
             got = _suggested(str(err).replace(f"'{wrong}'", ""), params)
-            expect(got == want, f"the message suggests {sorted(got)}, the nearest are "
-                   f"{sorted(want)}: {err}")
+            expect(
+                got == want,
+                f"the message suggests {sorted(got)}, the nearest are {sorted(want)}: {err}",
+            )
 
 
 @check("check_binding")

@@ -52,6 +52,11 @@ def drops_a_half_written_last_line(ns: Namespace) -> None:
             assert_equal(ns.truncate_metrics(path, 5), 6, what="lines kept")
             want = "".join(line for line in lines if json.loads(line)["step"] <= 5)
             assert_equal(path.read_text(), want, what="the file")
+        with tempfile.TemporaryDirectory() as d, case(what + ", every step kept", partial=partial):
+            path = Path(d) / "metrics.jsonl"
+            path.write_text("".join(lines) + partial)
+            assert_equal(ns.truncate_metrics(str(path), 100), 7, what="lines kept (path as str)")
+            assert_equal(path.read_text(), "".join(lines), what="the file")
     with tempfile.TemporaryDirectory() as d, case("an empty file"):
         path = Path(d) / "metrics.jsonl"
         path.write_text("")
