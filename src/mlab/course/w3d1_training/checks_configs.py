@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from mlab.course.engine.checks import Namespace, check
-from mlab.errors import ConfigError
+from mlab.errors import ConfigError, MismatchError
 from mlab.testing import assert_equal, assert_raises, case, expect
 
 
@@ -97,7 +97,14 @@ def valid_bindings_pass_as_gin_accepts_them(ns: Namespace) -> None:
     for binding, want in VALID:
         with case(f"{binding!r}", binding=binding):
             expect(_gin_accepts(binding), f"gin itself rejects {binding!r} (a broken check)")
-            assert_equal(ns.check_binding(binding, REGISTRY), want, what="(name, param)")
+            try:
+                got = ns.check_binding(binding, REGISTRY)
+            except ConfigError as err:
+                raise MismatchError(
+                    f"{binding!r} is a valid binding (gin accepts it), but check_binding "
+                    f"raised ConfigError: {err}"
+                ) from None
+            assert_equal(got, want, what="(name, param)")
 
 
 def _suggested(message: str, candidates: list[str]) -> set[str]:

@@ -44,6 +44,7 @@ def drops_a_half_written_last_line(ns: Namespace) -> None:
         "a last line cut mid-way": '{"step": 7, "lo',
         "a last line that is JSON but lacks its newline": '{"step": 3}',
         "a last line of spaces": "   ",
+        "a last line that ends but is not JSON (zeros after a power cut)": "\x00\x00\x00\n",
     }
     for what, partial in partials.items():
         with tempfile.TemporaryDirectory() as d, case(what, partial=partial):
