@@ -177,13 +177,12 @@ def log_bucket_position(
             "bucket_size >= 2 and max_position > bucket_size // 2 + 1"
         )
     distance = relative_pos.abs()
-    # near distances are set to mid - 1 only to keep the log finite; torch.where drops them
-    far = torch.where(distance < mid, mid - 1, distance)
-    # in the default float dtype, as HF computes it (float32 and float64 round differently)
-    ratio = torch.log(far / mid) / torch.log(torch.tensor((max_position - 1) / mid))
-    log_pos = torch.ceil(ratio * (mid - 1))
-    bucketed = (log_pos.long() + mid) * relative_pos.sign()
-    return torch.where(distance <= mid, relative_pos, bucketed).long()
+    # at distance 0 the log is -inf (and the bucket garbage): torch.where drops those, like
+    # every distance up to mid. The default float dtype, as HF (float32 and float64 round
+    # differently near integers, and the ceiling shows it).
+    ratio = torch.log(distance / mid) / torch.log(torch.tensor((max_position - 1) / mid))
+    bucketed = relative_pos.sign() * (torch.ceil(ratio * (mid - 1)).long() + mid)
+    return torch.where(distance <= mid, relative_pos, bucketed)
 
 
 def relative_positions(

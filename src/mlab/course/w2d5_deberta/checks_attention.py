@@ -356,8 +356,12 @@ def attention_rejects_bad_input(ns: Namespace) -> None:
     ours = ns.DisentangledSelfAttention(config)
     x = torch.zeros(1, 3, HIDDEN)
     mask = torch.ones(1, 1, 3, 3, dtype=torch.bool)
-    with case("relative_attention on, relative_pos and rel_embeddings missing"):
-        assert_raises(ours, x, mask, exc=ValueError, match="relative_pos")
-    with case("hidden_size=8, num_attention_heads=3"):
-        bad = DebertaConfig(vocab_size=30, hidden_size=8, num_attention_heads=3)
-        assert_raises(ns.DisentangledSelfAttention, bad, exc=ShapeError)
+    rel_pos, rel = hf_inputs(hf_config(CONFIGS["c2p and p2c, 4 buckets"]), 3, 0)
+    cases = [("both", ()), ("rel_embeddings", (rel_pos, None)), ("relative_pos", (None, rel))]
+    for missing, given in cases:
+        with case(f"relative_attention on, {missing} missing"):
+            assert_raises(ours, x, mask, *given, exc=ValueError)
+    for heads in (3, 0):
+        with case(f"hidden_size=8, num_attention_heads={heads}"):
+            bad = DebertaConfig(vocab_size=30, hidden_size=8, num_attention_heads=heads)
+            assert_raises(ns.DisentangledSelfAttention, bad, exc=ShapeError)

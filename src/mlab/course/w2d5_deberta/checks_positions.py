@@ -65,6 +65,17 @@ def relative_positions_match_hf(ns: Namespace) -> None:
             ns.relative_positions(4, 6),
             hf.build_relative_position(torch.zeros(4, 1), torch.zeros(6, 1))[0],
         )
+    for bucket, max_pos in [(0, 24), (8, 0)]:
+        with case(f"bucket_size={bucket}, max_position={max_pos}: no buckets (both must be > 0)"):
+            assert_equal(
+                ns.relative_positions(30, 30, bucket, max_pos),
+                hf.build_relative_position(
+                    torch.zeros(30, 1), torch.zeros(30, 1), bucket_size=bucket, max_position=max_pos
+                )[0],
+            )
+    for bucket, max_pos in [(1, 24), (4, 1)]:
+        with case(f"bucket_size={bucket}, max_position={max_pos}: too small for log buckets"):
+            assert_raises(ns.relative_positions, 5, 5, bucket, max_pos, exc=ValueError)
     with case("query_size=0"):
         got = ns.relative_positions(0, 3)
         expect(tuple(got.shape) == (0, 3), f"expected shape (0, 3), got {tuple(got.shape)}")
