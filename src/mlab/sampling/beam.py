@@ -149,7 +149,7 @@ def beam_search(
 
         if use_cache:
             cache = reorder_cache(out.past_key_values, (_take(source, best) + offsets).flatten())
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
 
         # can a running beam still beat the worst finished one?
         if early_stopping == "never" and length_penalty > 0.0:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from mlab.errors import ShapeError
@@ -30,6 +30,7 @@ from mlab.sampling.processors import (
 )
 
 __all__ = [
+    "StopStrings",
     "check_prompt",
     "ends_with_stop_string",
     "generate",
@@ -131,6 +132,43 @@ def ends_with_stop_string(text: str, last_token: str, stop_strings: Sequence[str
     return any(s in text[max(0, start - len(s) + 1) :] for s in stop_strings)
 
 
+class StopStrings:
+    """Watches the text of each row for ``stop_strings``: built from the prompts (their real
+    tokens' text), then ``update(tokens)`` adds each row's new token and says which rows
+    now end in a stop string. ``token_strings[i]`` is the text of token id ``i``."""
+
+    def __init__(
+        self,
+        stop_strings: Sequence[str],
+        token_strings: Sequence[str] | None,
+        input_ids: Int[Tensor, "batch seq"],
+        mask: Int[Tensor, "batch seq"],
+        vocab_size: int,
+    ) -> None:
+        if token_strings is None:
+            raise ValueError("stop_strings need token_strings, the text of every token id")
+        if len(token_strings) < vocab_size:
+            raise ValueError(
+                f"token_strings has {len(token_strings)} entries but the vocabulary "
+                f"{vocab_size}: give the text of every token id"
+            )
+        self.stop_strings = stop_strings
+        self.token_strings = token_strings
+        self.texts = [
+            "".join(token_strings[t] for t in row[m.bool()].tolist())
+            for row, m in zip(input_ids, mask, strict=True)
+        ]
+
+    def update(self, tokens: Int[Tensor, " batch"]) -> Bool[Tensor, " batch"]:
+        """Append each row's token; True for the rows that now end in a stop string."""
+        hits = []
+        for row, token in enumerate(tokens.tolist()):
+            piece = self.token_strings[token]
+            self.texts[row] += piece
+            hits.append(ends_with_stop_string(self.texts[row], piece, self.stop_strings))
+        return torch.tensor(hits, dtype=torch.bool, device=tokens.device)
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -173,22 +211,13 @@ def generate(
         raise ValueError(
             f"temperature={temperature} should be > 0: for greedy decoding pass do_sample=False"
         )
-    if stop_strings and token_strings is None:
-        raise ValueError("stop_strings need token_strings, the text of every token id")
-    if token_strings is not None and len(token_strings) < model.config.vocab_size:
-        raise ValueError(
-            f"token_strings has {len(token_strings)} entries but the vocabulary "
-            f"{model.config.vocab_size}: give the text of every token id"
-        )
     eos = _eos_list(eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
     first_real = mask.argmax(dim=1)
-    texts = [""] * input_ids.shape[0]
-    if token_strings is not None:
-        texts = [
-            "".join(token_strings[t] for t in row[m.bool()].tolist())
-            for row, m in zip(input_ids, mask, strict=True)
-        ]
+    stops = None
+    if stop_strings:
+        vocab = model.config.vocab_size
+        stops = StopStrings(stop_strings, token_strings, input_ids, mask, vocab)
     sequences = input_ids
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     cache = None
@@ -213,7 +242,7 @@ def generate(
         )
         if do_sample:
             probs = scores.softmax(dim=-1)
-            tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             tokens = scores.argmax(dim=-1)
         tokens = torch.where(unfinished, tokens, pad)
@@ -223,11 +252,8 @@ def generate(
             on_step(tokens)
         if eos:
             unfinished &= ~torch.isin(tokens, torch.tensor(eos, device=tokens.device))
-        if stop_strings and token_strings is not None:
-            for row, token in enumerate(tokens.tolist()):
-                texts[row] += token_strings[token]
-                if ends_with_stop_string(texts[row], token_strings[token], stop_strings):
-                    unfinished[row] = False
+        if stops is not None:
+            unfinished &= ~stops.update(tokens)
         if not unfinished.any():
             break
     return sequences

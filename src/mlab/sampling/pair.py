@@ -85,7 +85,6 @@ def generate_paired(
     mask_a = check_prompt(model, ids_a, mask_a, max_new_tokens)
     mask_b = check_prompt(model, ids_b, mask_b, max_new_tokens)
     length = max(ids_a.shape[1], ids_b.shape[1])
-    check_prompt(model, ids_a.new_zeros(1, length), None, max_new_tokens)
     a, ma = left_pad(ids_a, mask_a, length, pad_token_id)
     b, mb = left_pad(ids_b, mask_b, length, pad_token_id)
     ids, mask = torch.cat([a, b]), torch.cat([ma, mb])
@@ -96,12 +95,12 @@ def generate_paired(
         log_probs = out.logits[:, -1].float().log_softmax(dim=-1)
         scores = combine_log_probs(log_probs[:batch], log_probs[batch:], mode, alpha)
         if do_sample:
-            tokens = torch.multinomial(scores.exp(), 1, generator=generator)[:, 0]
+            tokens = torch.multinomial(scores.exp(), 1, generator=generator).squeeze(1)
         else:
             tokens = scores.argmax(dim=-1)
         new.append(tokens)
         if step + 1 < max_new_tokens:
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             both = torch.cat([tokens, tokens])[:, None]
             out = model(both, past_key_values=out.past_key_values, attention_mask=mask)
     return torch.stack(new, dim=1)

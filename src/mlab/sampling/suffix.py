@@ -35,15 +35,18 @@ def suffix_log_probs(
     suffix's tokens), in float32, with the prompt encoded once.
 
     Continuations may differ in length, and be empty. Raise ``ShapeError`` when the prompt
-    or the suffix is empty, or when prompt + continuation + suffix does not fit the model.
+    or the suffix is empty, or when prompt + continuation + suffix does not fit the model;
+    ``ValueError`` when there is no continuation.
     """
     if prompt.ndim != 1 or suffix.ndim != 1 or len(prompt) == 0 or len(suffix) == 0:
         raise ShapeError(
             f"prompt {tuple(prompt.shape)} and suffix {tuple(suffix.shape)} should be "
             "non-empty 1-d tensors of token ids"
         )
+    if not continuations:
+        raise ValueError("no continuations to score: pass a list of at least one")
     lengths = [len(c) for c in continuations]
-    longest = max(lengths, default=0)
+    longest = max(lengths)
     total = len(prompt) + longest + len(suffix)
     if total > model.config.n_positions:
         raise ShapeError(
@@ -63,8 +66,8 @@ def suffix_log_probs(
     mask = torch.cat([torch.ones(n, len(prompt), dtype=real.dtype), real], dim=1)
     logits = model(ids, past_key_values=cache, attention_mask=mask).logits
     # column j predicts token j of the row; the prompt's last position predicts token 0
-    logits = torch.cat([out.logits[:, -1:].expand(n, -1, -1), logits[:, :-1]], dim=1)
-    log_probs = logits.float().log_softmax(dim=-1).gather(-1, ids[..., None])[..., 0]
+    logits = torch.cat([out.logits[:, -1:].repeat(n, 1, 1), logits[:, :-1]], dim=1)
+    log_probs = logits.float().log_softmax(dim=-1).gather(-1, ids[..., None]).squeeze(-1)
     at = torch.tensor(lengths)[:, None] + torch.arange(len(suffix))
     return log_probs.gather(1, at).sum(dim=1)
 

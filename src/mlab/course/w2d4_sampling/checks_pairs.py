@@ -85,13 +85,24 @@ def _naive_paired(a: Tensor, b: Tensor, mode: str, alpha: float, n: int) -> Tens
     return torch.stack(new)
 
 
-CASES = (("product", 1.0, False), ("contrastive", 0.5, False), ("contrastive", 2.0, True))
+# (mode, alpha, sampled, lengths of the contexts a, lengths of the contexts b)
+CASES = (
+    ("product", 1.0, False, (3, 6), (8, 2)),
+    ("contrastive", 0.5, False, (9, 4), (2, 5)),
+    ("contrastive", 2.0, True, (3, 6), (8, 2)),
+    ("product", 1.0, False, (5, 5), (7, 7)),
+)
+
+
+def _contexts(la: tuple[int, ...], lb: tuple[int, ...]) -> tuple[Tensor, ...]:
+    return (*ragged_batch(list(la), VOCAB, seed=20), *ragged_batch(list(lb), VOCAB, seed=21))
 
 
 @cache
-def _expected_paired(mode: str, alpha: float, sample: bool) -> Tensor:
-    ids_a, mask_a = ragged_batch([3, 6], VOCAB, seed=20)
-    ids_b, mask_b = ragged_batch([8, 2], VOCAB, seed=21)
+def _expected_paired(
+    mode: str, alpha: float, sample: bool, la: tuple[int, ...], lb: tuple[int, ...]
+) -> Tensor:
+    ids_a, mask_a, ids_b, mask_b = _contexts(la, lb)
     rows = [(ids_a[r, mask_a[r] == 1], ids_b[r, mask_b[r] == 1]) for r in range(ids_a.shape[0])]
     if not sample:
         return torch.stack([_naive_paired(a, b, mode, alpha, 6) for a, b in rows])
@@ -127,25 +138,29 @@ def _naive_sampled_batch(
 
 @check("generate_paired")
 def paired_equals_naive(ns: Namespace) -> None:
-    ids_a, mask_a = ragged_batch([3, 6], VOCAB, seed=20)
-    ids_b, mask_b = ragged_batch([8, 2], VOCAB, seed=21)
-    for mode, alpha, sample in CASES:
+    for mode, alpha, sample, la, lb in CASES:
+        ids_a, mask_a, ids_b, mask_b = _contexts(la, lb)
         how = "sampled with generator(9)" if sample else "greedy"
-        with case(f"{how}, mode={mode!r}, alpha={alpha}: contexts a of lengths [3, 6], b [8, 2]"):
+        unpadded = la[0] == la[1] and lb[0] == lb[1]
+        masks = "no masks" if unpadded else "left-padded"
+        with case(
+            f"{how}, mode={mode!r}, alpha={alpha}: contexts a of lengths {list(la)}, "
+            f"b {list(lb)}, {masks}"
+        ):
             model = _Counting(_models()[1])
             got = ns.generate_paired(
                 model,
                 ids_a,
                 ids_b,
-                mask_a,
-                mask_b,
+                None if unpadded else mask_a,
+                None if unpadded else mask_b,
                 mode=mode,
                 alpha=alpha,
                 max_new_tokens=6,
                 do_sample=sample,
                 generator=generator(9) if sample else None,
             )
-            assert_equal(got, _expected_paired(mode, alpha, sample), what="new tokens")
+            assert_equal(got, _expected_paired(mode, alpha, sample, la, lb), what="new tokens")
             _one_batch_per_step(model.calls, 6, 4)
 
 
@@ -176,7 +191,28 @@ def paired_refuses_mismatched_batches(ns: Namespace) -> None:
             torch.ones(2, 3, dtype=torch.long),
             torch.ones(3, 3, dtype=torch.long),
             exc=ShapeError,
-            match="3",
+            match="2 first contexts but 3",
+        )
+    with case("mask_a of shape (1, 4) for ids_a of shape (1, 3)"):
+        assert_raises(
+            ns.generate_paired,
+            ours,
+            torch.ones(1, 3, dtype=torch.long),
+            torch.ones(1, 3, dtype=torch.long),
+            torch.ones(1, 4, dtype=torch.long),
+            exc=ShapeError,
+            match="attention_mask",
+        )
+    with case("mask_b of shape (1, 2) for ids_b of shape (1, 3)"):
+        assert_raises(
+            ns.generate_paired,
+            ours,
+            torch.ones(1, 3, dtype=torch.long),
+            torch.ones(1, 3, dtype=torch.long),
+            None,
+            torch.ones(1, 2, dtype=torch.long),
+            exc=ShapeError,
+            match="attention_mask",
         )
     with case("a context b of 48 tokens and max_new_tokens=2 (n_positions=48)"):
         assert_raises(
@@ -243,13 +279,28 @@ def suffix_refuses_bad_input(ns: Namespace) -> None:
         assert_raises(
             ns.suffix_log_probs, ours, prompt[:0], [prompt], prompt, exc=ShapeError, match="(0,)"
         )
-    with case("prompt 3 + continuation 44 + suffix 3 > n_positions=48"):
+    with case("prompt 3 + continuations of 43 and 2 + suffix 3 = 49 > n_positions=48"):
         assert_raises(
             ns.suffix_log_probs,
             ours,
             prompt,
-            [torch.full((44,), 5)],
+            [torch.full((43,), 5), prompt[:2]],
             prompt,
             exc=ShapeError,
-            match="50",
+            match="longest continuation (43)",
         )
+    with case("no continuations"):
+        assert_raises(ns.suffix_log_probs, ours, prompt, [], prompt, exc=ValueError, match="no")
+
+
+@check("suffix_log_probs")
+def suffix_fits_the_context_exactly(ns: Namespace) -> None:
+    ours, hf = _models()[1], _models()[0]
+    prompt, suffix = torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])
+    cont = torch.arange(42) % 30 + 4
+    with case("prompt 3 + continuation 42 + suffix 3 = n_positions=48"):
+        got = ns.suffix_log_probs(ours, prompt, [cont], suffix)
+        with torch.no_grad():
+            lp = hf(torch.cat([prompt, cont, suffix])[None]).logits[0].float().log_softmax(-1)
+        expected = lp[44 + torch.arange(3), suffix].sum()
+        assert_close(got, expected[None], atol=1e-4, what="log p(suffix | prompt + continuation)")

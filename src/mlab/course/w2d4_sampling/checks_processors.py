@@ -55,6 +55,11 @@ def top_p_equals_hf(ns: Namespace) -> None:
                 expected = TopPLogitsWarper(p, min_tokens_to_keep=keep)(None, before.clone())
                 assert_equal(ns.top_p_filter(x, p, keep), expected)
                 assert_unchanged(x, before)
+    uniform = torch.zeros(1, 8)  # probabilities 1/8: cumulative sums exactly 1 - p
+    for p in (0.5, 0.75, 0.125):
+        with case(f"8 equal scores, p={p}: the cumulative mass hits 1 - p exactly", p=p):
+            expected = TopPLogitsWarper(p)(None, uniform.clone())
+            assert_equal(ns.top_p_filter(uniform, p), expected)
     with case("the default min_tokens_to_keep (1), p=0.3, one row"):
         x = _scores(4)[3:4]
         assert_equal(ns.top_p_filter(x, 0.3), TopPLogitsWarper(0.3)(None, x.clone()))
