@@ -586,6 +586,42 @@ def demo_cppn(
     console.print(f"Wrote [bold]{path}[/bold] ({size}x{size}, seed {seed}).")
 
 
+@demo_app.command("similar")
+def demo_similar(
+    query: Annotated[str, typer.Argument(help="A sentence to find lines like.")],
+    k: Annotated[int, typer.Option("-k", help="How many lines to show.")] = 5,
+) -> None:
+    """Rank tiny Shakespeare's lines by similarity to QUERY with all-MiniLM-L6-v2 loaded into
+    the course's own BERT (w2d1). The first run embeds every line (a progress bar; a few
+    minutes on a laptop CPU) and caches them."""
+    from mlab.models.bert_tasks import most_similar, shakespeare_lines
+    from mlab.models.shakespeare import load_tiny_shakespeare
+
+    for score, line in most_similar(query, shakespeare_lines(load_tiny_shakespeare()), k=k):
+        console.print(f"{score:6.3f}  {line}", markup=False, highlight=False)
+
+
+@demo_app.command("who-said-it")
+def demo_who_said_it(
+    first: Annotated[str, typer.Option(help="One speaker of tiny Shakespeare.")] = "ROMEO",
+    second: Annotated[str, typer.Option(help="The other speaker.")] = "MENENIUS",
+    epochs: Annotated[int, typer.Option(help="Training epochs for each model.")] = 3,
+) -> None:
+    """Fine-tune MiniLM (in the course's BERT, w2d1) to tell two speakers' lines apart, and
+    train the same model from scratch; print both test accuracies (held-out speeches)."""
+    from mlab.models.bert_tasks import who_said_it
+    from mlab.models.shakespeare import load_tiny_shakespeare
+
+    r = who_said_it(load_tiny_shakespeare(), (first, second), epochs=epochs)
+    console.print(
+        f"{first} or {second}? {r.n_train} training lines, {r.n_test} test lines\n"
+        f"  MiniLM fine-tuned: {r.pretrained:.1%}\n  from scratch:      {r.scratch:.1%}\n"
+        f"  always the commoner speaker: {r.majority:.1%}",
+        markup=False,
+        highlight=False,
+    )
+
+
 @demo_app.command("raytrace")
 def demo_raytrace(
     out: Annotated[Path, typer.Option(help="The PNG file to write.")] = Path("raytrace.png"),
