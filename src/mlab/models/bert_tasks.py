@@ -290,9 +290,9 @@ def mlm_run(
     seed: int = 0,
 ) -> list[float]:
     """Train a small BERT (by default 2 layers of width 128) from scratch (AdamW, ``lr``) as
-    a masked LM on ``lines`` with MiniLM's tokenizer, batches of ``batch_size`` lines; return the loss of
-    every step. The decoder runs only at the masked positions (the loss ignores the rest):
-    with a vocabulary of 30522, that is most of the work saved."""
+    a masked LM on ``lines`` with MiniLM's tokenizer, batches of ``batch_size`` lines;
+    return the loss of every step. The decoder runs only at the masked positions (the loss
+    ignores the rest): with a vocabulary of 30522, that is most of the work saved."""
     tok = minilm_tokenizer()
     config = config or BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=512, max_position_embeddings=64)  # fmt: skip
