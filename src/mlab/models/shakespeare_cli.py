@@ -66,10 +66,14 @@ def pretrain_shakespeare(
             )
 
         result = train(chosen, directory, resume=not fresh, on_step=on_step, on_eval=on_eval)
-    console.print(
+    from mlab.course.engine.report import command, say
+
+    model = () if out is None else ("--model", str(directory))
+    try_it = command("sample", options=("--prompt", "ROMEO:", *model))
+    say(
+        console,
         f"Done: {result.steps} steps, train loss {result.train_loss:.3f}, validation loss "
-        f"{result.val_loss:.3f}. Saved to [bold]{result.directory}[/bold]; "
-        "try `mlab sample --prompt 'ROMEO:'`."
+        f"{result.val_loss:.3f}. Saved to {result.directory}; try {try_it}.",
     )
 
 
