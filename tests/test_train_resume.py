@@ -113,6 +113,7 @@ def _last_step(path: Path) -> int:
     return json.loads(lines[-1])["step"] if lines and lines[-1].endswith("}") else 0
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_is_bit_exact(runs: Path) -> None:
     rng = random.Random(os.getpid())
     targets = sorted(rng.sample(range(5, 200), 3))

@@ -28,6 +28,11 @@ MAGIC = b"MLAB-CHECKPOINT 1 "
 KEYS = ("python", "numpy", "torch", "cuda")
 
 
+def _numpy_key() -> Any:
+    state: Any = np.random.get_state()
+    return state[1]
+
+
 def _draws() -> tuple[float, float, list[float]]:
     return random.random(), float(np.random.rand()), torch.rand(3).tolist()
 
@@ -104,12 +109,12 @@ def restoring_an_incomplete_state_changes_nothing(ns: Namespace) -> None:
         }
         _draws()
         partial = {k: v for k, v in full.items() if k not in missing}
-        before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+        before = (random.getstate(), _numpy_key().copy(), torch.get_rng_state())
         with case(f"a state without {missing}"):
             err = assert_raises(ns.restore_rng_state, partial, exc=ValueError)
             for key in missing:
                 expect(repr(key) in str(err), f"the message should name {key!r}: {err}")
-            after = (random.getstate(), np.random.get_state()[1], torch.get_rng_state())
+            after = (random.getstate(), _numpy_key(), torch.get_rng_state())
             expect(before[0] == after[0], "Python's generator changed before the error")
             expect(np.array_equal(before[1], after[1]), "NumPy's generator changed")
             expect(torch.equal(before[2], after[2]), "torch's generator changed")
@@ -218,7 +223,8 @@ def written_atomically_and_durably(ns: Namespace) -> None:
 
 @check("read_checkpoint")
 def reads_what_was_written(ns: Namespace) -> None:
-    state = {"step": 11, "w": torch.randn(4, generator=torch.Generator().manual_seed(0))}
+    state: dict[str, Any] = {"step": 11}
+    state["w"] = torch.randn(4, generator=torch.Generator().manual_seed(0))
     state["rng"] = np.random.get_state()
     with _folder() as d, case("a file with a correct header"):
         path = d / "ckpt.pt"
@@ -306,7 +312,7 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> None:
         x = torch.randn(8, 5)  # the global generator: its state matters
         loss = model(x).pow(2).mean()
         opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         opt.step()
 
 

@@ -17,7 +17,7 @@ F64 = torch.float64
 Batch = tuple[Tensor, Tensor]
 
 
-def _model(seed: int) -> nn.Module:
+def _model(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(F64)
 
