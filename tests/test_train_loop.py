@@ -146,3 +146,24 @@ def test_mlp_on_digits_learns_with_dataloader_workers_and_mlab_runs_plots(
     assert [(r.name, r.step, r.checkpoint) for r in runs] == [("fast", 60, 60), ("short", 4, 4)]
     png = plot_runs([r.path for r in runs], tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bf16_autocast_and_gradient_accumulation_run(
+    tmp_path: Path, tokens: tuple[str, str]
+) -> None:
+    result = train(
+        tmp_path,
+        _tiny_gpt,
+        lambda: LanguageModelTask(4, 8, train_file=tokens[0], val_file=tokens[1]),
+        max_steps=4,
+        grad_accum=3,
+        amp="bf16",  # what amp="auto" picks on a CUDA device with bf16
+        device="cpu",
+        eval_every=4,
+        progress=False,
+    )
+    assert result.step == 4 and all(
+        torch.isfinite(torch.tensor(v)) for v in result.metrics.values()
+    )
+    state = read_checkpoint(list_checkpoints(tmp_path)[-1][1])
+    assert state["data"] == {"index": 12}

@@ -38,6 +38,7 @@ train.keep_checkpoints = 2
 train.log_every = 1
 train.layer_stats_every = 5
 train.seed = 3
+train.device = "cpu"  # bit for bit is promised on CPU
 gpt.vocab_size = 16
 gpt.block_size = 8
 gpt.n_layer = 1
