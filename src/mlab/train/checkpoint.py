@@ -49,14 +49,15 @@ def capture_rng_state() -> dict[str, Any]:
 
     Return a dict with keys ``"python"`` (``random.getstate()``), ``"numpy"``
     (``np.random.get_state()``), ``"torch"`` (``torch.get_rng_state()``) and ``"cuda"``
-    (``torch.cuda.get_rng_state_all()`` when CUDA is available, else an empty list).
+    (``torch.cuda.get_rng_state_all()``: one state per CUDA device, an empty list without
+    CUDA).
     Restoring it with :func:`restore_rng_state` makes every later draw repeat exactly.
     """
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state_all(),
     }
 
 
@@ -64,8 +65,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     """Set every random number generator back to ``state`` (from :func:`capture_rng_state`).
 
     Raise ``ValueError`` naming the missing keys when ``state`` lacks any of ``"python"``,
-    ``"numpy"``, ``"torch"`` or ``"cuda"``, before changing any generator. CUDA states are
-    restored only when CUDA is available.
+    ``"numpy"``, ``"torch"`` or ``"cuda"``, before changing any generator
+    (``torch.cuda.set_rng_state_all`` restores the CUDA states).
     """
     missing = sorted({"python", "numpy", "torch", "cuda"} - state.keys())
     if missing:
@@ -75,8 +76,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
