@@ -167,3 +167,21 @@ def test_bf16_autocast_and_gradient_accumulation_run(
     )
     state = read_checkpoint(list_checkpoints(tmp_path)[-1][1])
     assert state["data"] == {"index": 12}
+
+
+@pytest.mark.slow
+def test_the_fashion_mnist_resnet_config_trains(
+    tmp_path: Path, fashion_mnist_files: dict[str, Path]
+) -> None:
+    from importlib import resources
+
+    from mlab.train.config import registered
+
+    del fashion_mnist_files  # present (or this test is skipped with the install hint)
+    text = (resources.files("mlab.train") / "configs" / "resnet_fashion_mnist.gin").read_text()
+    bindings = "ImageTask.batch_size = 16\nImageTask.num_workers = 0\ntrain.log_every = 1\n"
+    parse_config(text + "\n" + bindings)
+    result = registered()["train"](run_dir=tmp_path, until=3, progress=False, say=print)
+    assert result.step == 3
+    losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert len(losses) == 3 and all(0 < loss < 5 for loss in losses), losses
