@@ -92,8 +92,6 @@ def test_repetition_penalty_equals_hf(penalty: float) -> None:
 # Token for token against HF generate
 
 GREEDY = {
-    "plain": dict(),
-    "no eos": dict(eos_token_id=None),
     "repetition penalty": dict(repetition_penalty=1.4),
     "min new tokens": dict(min_new_tokens=6),
     "two eos tokens": dict(eos_token_id=[EOS, 7]),
@@ -108,13 +106,11 @@ def test_greedy_equals_hf(name: str, models: Any, batch: Any) -> None:
 
 
 BEAMS = {
-    "3 beams": dict(num_beams=3),
     "4 beams, length_penalty 2, 2 returned": dict(
         num_beams=4, length_penalty=2.0, num_return_sequences=2
     ),
-    "early_stopping=True": dict(num_beams=3, early_stopping=True),
     "never, length_penalty 0.5": dict(num_beams=3, early_stopping="never", length_penalty=0.5),
-    "never, length_penalty -1": dict(num_beams=2, early_stopping="never", length_penalty=-1.0),
+    "early_stopping=True": dict(num_beams=3, early_stopping=True),
     "5 beams, penalties, min new tokens": dict(
         num_beams=5, length_penalty=-1.0, repetition_penalty=1.5, min_new_tokens=3
     ),
@@ -139,8 +135,6 @@ def test_beam_search_without_eos_runs_to_max_length(models: Any, batch: Any) -> 
 
 SAMPLING = {
     "temperature 0.7, top_k 5": dict(temperature=0.7, top_k=5),
-    "top_p 0.8": dict(top_p=0.8),
-    "temperature 1.5": dict(temperature=1.5),
     "everything": dict(temperature=0.8, top_k=8, top_p=0.9, repetition_penalty=1.2),
 }
 
@@ -157,13 +151,13 @@ def test_sampling_equals_hf_from_the_same_seed(name: str, models: Any, batch: An
 
 
 @pytest.mark.parametrize(
-    "options", [dict(temperature=0.6), dict(top_k=4), dict(top_p=0.7, temperature=1.3)]
+    "options", [dict(top_k=4, temperature=0.6), dict(top_p=0.7, temperature=1.3)]
 )
 def test_sampling_follows_the_filtered_distribution(options: dict[str, Any], models: Any) -> None:
     hf, ours = models
     ids, mask = ragged_batch([5], VOCAB, seed=8)
     probs = hf_processed(hf, ids, mask, do_sample=True, **options)[0].softmax(-1)
-    n = 6000
+    n = 3000
     got = generate(
         ours,
         ids.expand(n, -1),

@@ -202,7 +202,7 @@ WRONG: dict[str, tuple[str, Any, str]] = {
             generate,
             "generate",
             (
-                "if ends_with_stop_string(texts[row], token_strings[token], stop_strings):",
+                "unfinished &= ~stops.update(tokens)",
                 "unfinished = ~stops.update(tokens)",
             ),
         ),

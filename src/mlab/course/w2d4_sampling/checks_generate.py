@@ -231,7 +231,7 @@ def _hf_stopped(stops: tuple[str, ...], eos: int | None) -> Tensor:
 def stop_strings_equal_hf(ns: Namespace) -> None:
     words, _ = stop_string_vocabulary()
     ids, mask = ragged_batch([3, 5, 2], VOCAB, seed=12)
-    for stops in (("hb",), ("bh", "jbl"), ("ea", "kbc", "zz"), ("b",)):
+    for stops in (("hb",), ("bh", "jbl"), ("ea", "kbc", "zz"), ("b",), ("a<e",)):
         with case(f"stop_strings={list(stops)}, eos_token_id=2, token i's text is words[i]"):
             got = ns.generate(
                 _models()[1],
