@@ -111,11 +111,14 @@ class GPT2Config:
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The fields of a ``config.json`` that transformers' ``GPT2Config`` reads."""
+        end = 50256 if self.vocab_size > 50256 else None  # <|endoftext|>, when it exists
         return {
             "architectures": ["GPT2LMHeadModel"],
             "model_type": "gpt2",
             "activation_function": "gelu_new",
             "tie_word_embeddings": True,
+            "bos_token_id": end,
+            "eos_token_id": end,
             **asdict(self),
         }
 
