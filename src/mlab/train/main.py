@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mlab.errors import ConfigError, MlabError
 from mlab.train.checkpoint import list_checkpoints
@@ -91,10 +92,19 @@ def run(
     return run_dir
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help with "Usage:" capitalised, as every other mlab command prints it."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, prefix or "Usage: ")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``mlab train`` from Python: ``main(["mlp_digits", "--bind", "AdamW.lr=3e-3"])``.
     Returns the exit status (0, or 2 with a message for a bad config)."""
-    parser = argparse.ArgumentParser(prog="mlab train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mlab train", description=__doc__, formatter_class=_HelpFormatter
+    )
     parser.add_argument("config", nargs="?", help="a .gin file, or a shipped config's name")
     parser.add_argument("--bind", action="append", default=[], help="'Name.param = value'")
     parser.add_argument("--resume", metavar="RUN", help="continue this run folder")
