@@ -324,6 +324,8 @@ def test_bad_input_gets_clear_errors(tmp_path: Path) -> None:
         from_pretrained(tmp_path / "m")
     with pytest.raises(DataError, match="not a directory"):
         from_pretrained(tmp_path / "nowhere" / "m")
+    with pytest.raises(DataError, match="go online once"):  # HF_HUB_OFFLINE=1 in the tests
+        from_pretrained("gpt2")
 
 
 def test_output_follows_model_output_conventions() -> None:
