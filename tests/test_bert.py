@@ -384,6 +384,7 @@ def test_minilm_sentence_embeddings_equal_sentence_transformers(
     minilm: tuple[BertModel, Any, dict[str, Tensor]],
 ) -> None:
     from sentence_transformers import SentenceTransformer  # the nlp extra pins it
+
     ours, _, batch = minilm
     st = SentenceTransformer(str(minilm_dir()), device="cpu")
     want = st.encode(SENTENCES, convert_to_tensor=True, normalize_embeddings=True)
