@@ -7,6 +7,7 @@ function; the enhanced mask decoder against HF's last layer driven with query st
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from mlab.models.deberta import (
     p2c_scores,
     relative_positions,
 )
+from mlab.models.deberta_figure import plot_deberta_attention
 from mlab.testing import assert_close, generator, randn
 
 f64 = torch.float64
@@ -253,3 +255,8 @@ def test_config_and_loader_errors() -> None:
         ours(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
     with pytest.raises(ShapeError, match="max_position_embeddings"):
         ours(torch.zeros(1, MAX_POS + 1, dtype=torch.long))
+
+
+def test_teaching_figure_is_a_png(tmp_path: Path) -> None:
+    path = plot_deberta_attention(tmp_path / "deberta.png", seq=16, buckets=4)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
