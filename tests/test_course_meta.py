@@ -115,7 +115,7 @@ def test_optional_packages_are_installed(day: Day) -> None:
         packages = sorted({p for pkgs in missing.values() for p in pkgs})
         pytest.skip(
             f"{day.id}: {len(missing)} exercises need {', '.join(packages)} and were not "
-            "checked; `make setup EXTRAS=dev,nlp,notebook,docs,gpu` installs it (CI does)"
+            "checked; `make setup EXTRAS=dev,nlp,notebook,docs,train,gpu` installs it (CI does)"
         )
 
 

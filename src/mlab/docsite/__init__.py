@@ -59,7 +59,7 @@ def _require_docs_extra() -> None:
         raise CourseError(
             "Building the course web site needs the `docs` extra (MkDocs, its Material theme "
             "and MathJax), which is not installed. Run `make docs`, or "
-            "`make setup EXTRAS=dev,nlp,notebook,docs`."
+            "`make setup EXTRAS=dev,nlp,notebook,docs,train`."
         )
 
 

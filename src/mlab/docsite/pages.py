@@ -155,7 +155,7 @@ def _exercise_block(day: Day, number: int, ex: Exercise) -> Iterator[str]:
     if missing:
         yield (
             f'!!! note "Needs {", ".join(missing)}"\n    This exercise needs an optional '
-            f"package: `make setup EXTRAS=dev,nlp,notebook,docs,gpu` installs it."
+            f"package: `make setup EXTRAS=dev,nlp,notebook,docs,train,gpu` installs it."
         )
         yield ""
     for i, hint in enumerate(ex.hints, start=1):

@@ -420,7 +420,7 @@ def run_jobs(
                         name,
                         "skipped",
                         f"needs {', '.join(missing)}, which is not installed: "
-                        "`make setup EXTRAS=dev,nlp,notebook,docs,gpu` installs it.",
+                        "`make setup EXTRAS=dev,nlp,notebook,docs,train,gpu` installs it.",
                     )
                 elif key in load_timeouts:
                     result = replace(load_timeouts[key], exercise=name)

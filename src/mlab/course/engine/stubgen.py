@@ -287,7 +287,7 @@ def workspace_source(day: Day) -> str:
                     "",
                     "# %% [markdown]",
                     f"# ### {number}. `{ex.name}`: needs {', '.join(ex.missing_requirements())}",
-                    "# Not installed: `make setup EXTRAS=dev,nlp,notebook,docs,gpu`, then",
+                    "# Not installed: `make setup EXTRAS=dev,nlp,notebook,docs,train,gpu`, then",
                     f"# `mlab start {day.id} --new` writes this exercise's stub beside your file.",
                 ]
                 continue
