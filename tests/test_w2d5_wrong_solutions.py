@@ -185,7 +185,8 @@ class LayerResidualFromKeys(deberta.DebertaLayer):
     ) -> Tensor:
         att = self.attention(x, mask, relative_pos, rel_embeddings, query_states)
         h = self.attention_norm(x + self.dropout(self.attention_out(att)))  # x, not the queries
-        return self.ffn_norm(h + self.dropout(self.ffn_out(deberta.gelu(self.ffn_in(h)))))  # type: ignore[no-any-return]
+        ffn = self.ffn_out(torch.nn.functional.gelu(self.ffn_in(h)))
+        return self.ffn_norm(h + self.dropout(ffn))  # type: ignore[no-any-return]
 
 
 def decoder_keys_follow_queries(  # type: ignore[no-untyped-def]
