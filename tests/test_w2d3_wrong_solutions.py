@@ -4,8 +4,10 @@ as tests/test_edge_checks.py does."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from mlab.course.engine.checks import checks_for
 from mlab.course.engine.manifest import get_day
 from mlab.errors import MismatchError
-from mlab.tokenizers import bert, bpe
+from mlab.tokenizers import bert, bpe, bpe_train
 from mlab.tokenizers.wordpiece import wordpiece as reference_wordpiece
 
 
@@ -136,6 +138,37 @@ def first_pair_not_lowest_rank(word: str, ranks: Mapping[tuple[str, str], int]) 
             return parts
 
 
+def ties_by_token_strings(
+    texts: list[str], vocab_size: int, *, min_frequency: int = 2, special_tokens: Any = ()
+) -> bpe.BPETokenizer:
+    """Recounts the pairs after each merge (fine on small corpora) and breaks ties between
+    equal counts by the tokens' strings, not by their ids: a merged token's id is its
+    creation order, which strings do not follow."""
+    tokens = list(dict.fromkeys([*special_tokens, *sorted(bpe.bytes_to_unicode().values())]))
+    words = {tuple(piece): n for piece, n in bpe_train.count_pieces(texts).items()}
+    merges = []
+    while len(tokens) < vocab_size:
+        counts: Counter[tuple[str, str]] = Counter()
+        for word, n in words.items():
+            for pair in itertools.pairwise(word):
+                counts[pair] += n
+        if not counts or max(counts.values()) < min_frequency:
+            break
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        if best[0] + best[1] not in tokens:
+            tokens.append(best[0] + best[1])
+        merged = {}
+        for word, n in words.items():
+            ids = [tokens.index(t) for t in word]
+            out = bpe_train.merge_pair(ids, tokens.index(best[0]), tokens.index(best[1]), -1)
+            merged[tuple(best[0] + best[1] if i == -1 else tokens[i] for i in out)] = n
+        words = merged
+    return bpe.BPETokenizer(
+        {t: i for i, t in enumerate(tokens)}, merges, special_tokens=special_tokens
+    )
+
+
 @pytest.mark.parametrize(
     ("exercise", "wrong", "message"),
     [
@@ -147,6 +180,7 @@ def first_pair_not_lowest_rank(word: str, ranks: Mapping[tuple[str, str], int]) 
         ("merge_pair", merge_overlapping, "merge_pair"),
         ("bytes_to_unicode", bytes_in_code_point_order, "bytes_to_unicode"),
         ("bpe", first_pair_not_lowest_rank, "bpe"),
+        ("train_bpe", ties_by_token_strings, "merges, in order"),
     ],
 )
 def test_wrong_solution_fails(exercise: str, wrong: Any, message: str) -> None:

@@ -54,15 +54,17 @@ def truncated_lengths(
         return n_first, n_second
     if budget == 0:  # room for the special tokens alone: HF empties both, whatever the strategy
         return 0, 0
-    if strategy != "longest_first" or n_second == 0:
+    if strategy != "longest_first":
         second = strategy == "only_second"
         have = n_second if second else n_first
-        # Of a pair, the truncated one keeps a token at least (HF raises otherwise).
-        if excess > have or (excess == have and n_second > 0):
-            which = "second" if second else "first"
+        # Of a pair, the truncated one keeps a token at least (HF raises otherwise); alone,
+        # it can lose them all only when budget == 0, returned above.
+        if excess >= have:
             raise ValueError(
-                f"cannot fit {n_first}+{n_second} tokens into {budget} by truncating the "
-                f"{which} sequence alone: raise max_length or use truncation='longest_first'"
+                f"truncation={strategy!r} cannot fit {n_first}+{n_second} tokens into {budget}: "
+                f"the sequence it truncates has {have} tokens and must lose {excess} (of a "
+                "pair, each keeps one at least); raise max_length or use "
+                "truncation='longest_first'"
             )
         return (n_first, n_second - excess) if second else (n_first - excess, n_second)
     if budget >= 2 * min(n_first, n_second):  # the longer one alone loses tokens

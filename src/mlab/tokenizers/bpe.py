@@ -82,14 +82,13 @@ def bpe(word: str, ranks: Mapping[tuple[str, str], int]) -> list[str]:
         if best not in ranks:
             break
         merged: list[str] = []
-        i = 0
-        while i < len(parts):
-            if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                merged.append(parts[i] + parts[i + 1])
-                i += 2
+        for part in parts:
+            # a joined token is longer than best[0], so it never joins again: "a a a" with
+            # best ("a", "a") gives "aa a", left to right
+            if merged and (merged[-1], part) == best:
+                merged[-1] += part
             else:
-                merged.append(parts[i])
-                i += 1
+                merged.append(part)
         parts = merged
     return parts
 

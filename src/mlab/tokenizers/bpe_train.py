@@ -8,8 +8,9 @@ a new token.
 Counting every pair of every word after each merge would cost the whole corpus per merge.
 Instead the pair counts are kept up to date: a merge changes only the words that hold the
 merged pair (an index maps each pair to those words), and only their pairs' counts change.
-A heap gives the most frequent pair; an entry whose count went stale since it was pushed is
-pushed again with its current count when it comes to the top.
+A heap gives the most frequent pair: each pair whose count changes is pushed again with its
+new count, and an entry that no longer holds its pair's count (stale) is dropped when it
+comes to the top.
 
 Ties, and ids, follow HuggingFace ``tokenizers``' ``BpeTrainer`` exactly, so the merges are
 the same: special tokens take the first ids, then the 256 byte characters sorted by code
@@ -20,9 +21,9 @@ with the smaller (left id, right id) wins.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 from mlab.tokenizers.bpe import BPETokenizer, bytes_to_unicode, pretokenize
 
@@ -42,26 +43,20 @@ def count_pieces(texts: Iterable[str]) -> Counter[str]:
 
 
 def merge_pair(word: list[int], left: int, right: int, new: int) -> list[int]:
-    """``word`` with every occurrence of ``left, right`` replaced by ``new``, left to right
-    (``a a a`` merging ``a a`` gives ``aa a``).
+    """``word`` with every occurrence of ``left, right`` replaced by ``new`` (an id other
+    than ``left``), left to right: ``a a a`` merging ``a a`` gives ``aa a``. A new list;
+    ``word`` is left as it was.
 
     >>> merge_pair([1, 2, 1, 2, 2], 1, 2, 9)
     [9, 9, 2]
     """
     out: list[int] = []
-    i = 0
-    while i < len(word):
-        if i + 1 < len(word) and word[i] == left and word[i + 1] == right:
-            out.append(new)
-            i += 2
+    for token in word:
+        if out and out[-1] == left and token == right:
+            out[-1] = new  # new != left: the merged token never merges again
         else:
-            out.append(word[i])
-            i += 1
+            out.append(token)
     return out
-
-
-def _pairs(word: list[int]) -> Counter[tuple[int, int]]:
-    return Counter(itertools.pairwise(word))
 
 
 def train_bpe(
@@ -89,10 +84,10 @@ def train_bpe(
     weights = list(counted.values())
 
     pair_counts: Counter[tuple[int, int]] = Counter()
-    where: dict[tuple[int, int], set[int]] = {}
+    where: dict[tuple[int, int], set[int]] = {}  # pair -> the words that hold (or held) it
     for w, word in enumerate(words):
-        for pair, n in _pairs(word).items():
-            pair_counts[pair] += n * weights[w]
+        for pair in pairwise(word):
+            pair_counts[pair] += weights[w]
             where.setdefault(pair, set()).add(w)
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
@@ -101,9 +96,7 @@ def train_bpe(
     while len(token_to_id) < vocab_size and heap:
         negative, pair = heapq.heappop(heap)
         count = pair_counts[pair]
-        if -negative != count:  # stale: fewer now; back in line with the current count
-            if count > 0:
-                heapq.heappush(heap, (-count, pair))
+        if -negative != count:  # stale: the count changed since, and was pushed again then
             continue
         if count < max(min_frequency, 1):
             break
@@ -114,20 +107,18 @@ def train_bpe(
             id_to_token.append(token)
         merges.append((left, right))
         new = token_to_id[token]
-        grown: set[tuple[int, int]] = set()
+        changed: set[tuple[int, int]] = set()
         for w in where.pop(pair):
             word = words[w]
-            merged = merge_pair(word, pair[0], pair[1], new)
-            if len(merged) == len(word):
-                continue  # an earlier merge already took this word's pair
-            before, after = _pairs(word), _pairs(merged)
+            words[w] = merge_pair(word, pair[0], pair[1], new)
+            before, after = Counter(pairwise(word)), Counter(pairwise(words[w]))
             for p, n in (after - before).items():
                 pair_counts[p] += n * weights[w]
                 where.setdefault(p, set()).add(w)
-                grown.add(p)
+                changed.add(p)
             for p, n in (before - after).items():
                 pair_counts[p] -= n * weights[w]
-            words[w] = merged
-        for p in grown:
+                changed.add(p)
+        for p in changed:  # each changed count gets an entry: the old ones are now stale
             heapq.heappush(heap, (-pair_counts[p], p))
     return BPETokenizer(token_to_id, merges, special_tokens=special_tokens)

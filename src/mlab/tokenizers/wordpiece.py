@@ -172,12 +172,10 @@ def wordpiece(
     pieces: list[str] = []
     start = 0
     while start < len(word):
-        end = len(word)
-        while end > start:
-            piece = word[start:end] if start == 0 else prefix + word[start:end]
+        for end in range(len(word), start, -1):  # the longest piece first
+            piece = (prefix if start > 0 else "") + word[start:end]
             if piece in vocab:
                 break
-            end -= 1
         else:
             return [unk_token]
         pieces.append(piece)

@@ -74,21 +74,31 @@ def _pieces() -> list[str]:
     return sorted("".join(table[b] for b in p.encode("utf-8")) for p in pieces)
 
 
-def _compare_bpe(
-    ns: Namespace, vocab: dict[str, int], merges: list[tuple[str, str]], name: str
-) -> None:
+@cache
+def _expected(merges_from: str) -> tuple[dict[tuple[str, str], int], list[tuple[str, list[str]]]]:
+    """Ranks, and each piece with the BPE model's tokens for it, for the merges learned from
+    the passage or GPT-2's (computed once per check process)."""
+    if merges_from == "passage":
+        vocab, merges = _passage_bpe()
+    else:
+        vocab_path, merges_path = gpt2_files()
+        vocab, merges = load_vocab_json(vocab_path), load_merges(merges_path)
     model = models.BPE(vocab, merges)
     ranks = {pair: rank for rank, pair in enumerate(merges)}
-    for piece in _pieces():
+    return ranks, [(piece, [t.value for t in model.tokenize(piece)]) for piece in _pieces()]
+
+
+def _compare_bpe(ns: Namespace, merges_from: str, name: str) -> None:
+    cached, expected = _expected(merges_from)
+    ranks = dict(cached)  # a copy: what the code under check does to it stays here
+    for piece, want in expected:
         with case(f"bpe({piece!r}, <{name}>)"):
-            want = [token.value for token in model.tokenize(piece)]
             assert_equal(ns.bpe(piece, ranks), want, what="tokens")
 
 
 @check("bpe")
 def bpe_equals_the_bpe_model(ns: Namespace) -> None:
-    vocab, merges = _passage_bpe()
-    _compare_bpe(ns, vocab, merges, "merges learned from a passage")
+    _compare_bpe(ns, "passage", "merges learned from a passage")
     with case("bpe('', ranks)"):
         assert_equal(ns.bpe("", {("a", "b"): 0}), [], what="tokens")
 
@@ -96,10 +106,10 @@ def bpe_equals_the_bpe_model(ns: Namespace) -> None:
 @check("bpe")
 def bpe_equals_the_bpe_model_on_gpt2s_files(ns: Namespace) -> None:
     try:
-        vocab_path, merges_path = gpt2_files()
+        gpt2_files()
     except DataError:
         return  # GPT-2's files are optional here: the passage's merges were checked
-    _compare_bpe(ns, load_vocab_json(vocab_path), load_merges(merges_path), "GPT-2's merges")
+    _compare_bpe(ns, "gpt2", "GPT-2's merges")
 
 
 @check("merge_pair")
@@ -121,6 +131,14 @@ def merge_pair_equals_one_bpe_merge(ns: Namespace) -> None:
                 assert_equal(ids, before, what="the word passed in (changed in place)")
 
 
+def _random_words(n: int, letters: str, seed: int) -> list[str]:
+    """``n`` random words of 3 to 8 letters, 20 to a line: nearly all distinct, so pairs
+    have few occurrences each, and many tie."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choices(letters, k=rng.randint(3, 8))) for _ in range(n)]
+    return [" ".join(words[i : i + 20]) for i in range(0, len(words), 20)]
+
+
 CORPORA: tuple[tuple[list[str], int, int, list[str]], ...] = (
     (PASSAGE.splitlines(keepends=True), 256 + 80, 2, []),
     (PASSAGE.splitlines(keepends=True), 256 + 300, 1, ["<|endoftext|>", "<pad>"]),
@@ -128,15 +146,28 @@ CORPORA: tuple[tuple[list[str], int, int, list[str]], ...] = (
     (["ab ba cd dc abcd", "aaaa bbbb", "xy yx xy yx", "é ü 日本 日本"], 300, 2, []),
     (["aaaaaaaaaaaaaaaa", "aaaaaaa aaaaaaa"], 300, 1, []),
     ([text for text in adversarial_texts() if text], 256 + 200, 2, []),
+    # no room for a merge: just the special token and the bytes
+    (["ab ab ab"], 256 + 1, 1, ["<s>"]),
+    # min_frequency 0 merges only pairs that occur, as 1 does
+    (["ab ab cd", "aaa ba"], 300, 0, []),
+    # many ties, and counts that go stale and grow back
+    (_random_words(400, "abcd", seed=2), 256 + 150, 1, []),
+    (_random_words(400, "abcdé", seed=3), 256 + 100, 3, ["<s>"]),
 )
+
+
+@cache
+def _trained(corpus: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """What the BpeTrainer learns from CORPORA[corpus]."""
+    return _hf_train(*CORPORA[corpus])
 
 
 @check("train_bpe")
 def train_bpe_equals_the_bpe_trainer(ns: Namespace) -> None:
-    for texts, size, min_frequency, specials in CORPORA:
+    for corpus, (texts, size, min_frequency, specials) in enumerate(CORPORA):
         label = f"{len(texts)} texts, vocab_size={size}, min_frequency={min_frequency}"
         with case(f"train_bpe(<{label}>, special_tokens={specials})"):
-            vocab, merges = _hf_train(texts, size, min_frequency, specials)
+            vocab, merges = _trained(corpus)
             got = ns.train_bpe(texts, size, min_frequency=min_frequency, special_tokens=specials)
             learned = sorted(got.ranks, key=got.ranks.__getitem__)
             assert_equal(learned, merges, what="merges, in order")
@@ -148,21 +179,19 @@ def train_bpe_equals_the_bpe_trainer(ns: Namespace) -> None:
         assert_raises(ns.train_bpe, ["ab"], 256, special_tokens=["<s>"], exc=ValueError)
 
 
-def _syllable_corpus() -> list[str]:
-    rng = random.Random(1)
-    syllables = [a + b for a in "bcdfghklmnprstvwz" for b in ("a", "e", "i", "o", "u", "ou", "ai")]
-    words = ["".join(rng.choices(syllables, k=rng.randint(1, 5))) for _ in range(40_000)]
-    return [" ".join(words[i : i + 20]) for i in range(0, len(words), 20)]
+@cache
+def _many_words() -> tuple[list[str], dict[str, int], list[tuple[str, str]]]:
+    texts = _random_words(25_000, "abcdefghijklmnopqrstuvwxyz", seed=1)
+    return texts, *_hf_train(texts, 256 + 200, 2, [])
 
 
 @check("train_bpe")
 def train_bpe_counts_pairs_incrementally(ns: Namespace) -> None:
-    texts = _syllable_corpus()
+    texts, vocab, merges = _many_words()
     with case(
-        "2,000 merges over 30,000 distinct words (recounting every pair after each "
-        "merge takes minutes; keeping the counts up to date, seconds)"
+        "200 merges over 25,000 distinct words (keeping the pair counts up to date takes "
+        "a second; recounting every pair after each merge, half a minute)"
     ):
-        vocab, merges = _hf_train(texts, 256 + 2000, 2, [])
-        got = ns.train_bpe(texts, 256 + 2000)
+        got = ns.train_bpe(texts, 256 + 200)
         assert_equal(sorted(got.ranks, key=got.ranks.__getitem__), merges, what="merges")
         assert_equal(json.dumps(got.vocab, sort_keys=True), json.dumps(vocab, sort_keys=True))
