@@ -190,7 +190,7 @@ def train_bpe_counts_pairs_incrementally(ns: Namespace) -> None:
     texts, vocab, merges = _many_words()
     with case(
         "200 merges over 25,000 distinct words (keeping the pair counts up to date takes "
-        "a second; recounting every pair after each merge, half a minute)"
+        "a second; recounting every pair after each merge, about 20 s)"
     ):
         got = ns.train_bpe(texts, 256 + 200)
         assert_equal(sorted(got.ranks, key=got.ranks.__getitem__), merges, what="merges")
