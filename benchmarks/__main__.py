@@ -17,6 +17,7 @@ from benchmarks import (
     bench_w2d1_bert,
     bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
+    bench_w2d4_sampling,
     bench_w2d5_deberta,
     bench_w3d1_loop,
 )
@@ -35,6 +36,7 @@ BENCHMARKS = [
     bench_w2d1_bert,
     bench_w2d2_gpt2,
     bench_w2d3_tokenizers,
+    bench_w2d4_sampling,
     bench_w2d5_deberta,
     bench_w3d1_loop,
 ]
