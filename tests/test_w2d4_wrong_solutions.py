@@ -258,7 +258,7 @@ WRONG: dict[str, tuple[str, Any, str]] = {
         _variant(
             suffix,
             "suffix_log_probs",
-            ("[out.logits[:, -1:].expand(n, -1, -1), logits[:, :-1]]", "[logits]"),
+            ("[out.logits[:, -1:].repeat(n, 1, 1), logits[:, :-1]]", "[logits]"),
         ),
         "log p",
     ),
