@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from typing import Any
 
 import pytest
@@ -14,38 +13,15 @@ import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
-from mlab.errors import MismatchError, StateDictError
+from checkrun import assert_fails, run_checks
+from mlab.errors import StateDictError
 from mlab.inspect import record
 from mlab.inspect.health import Finding, frozen_message, same_param
 from mlab.nn import layers
 from mlab.tensor.raytrace import _check_rays
 
-
-def _run(day_id: str, exercise: str, value: Any = None) -> None:
-    """Run every check of ``exercise`` with ``value`` in place of the reference (the
-    reference itself when None)."""
-    from mlab.course.engine.worker import _reference_namespace
-
-    day = get_day(day_id)
-    ns = _reference_namespace(day)
-    if value is not None:
-        ns = ns.replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    checks = checks_for(module, exercise)
-    assert checks
-    for c in checks:
-        c.fn(ns)
-
-
-def _fails(day_id: str, exercise: str, value: Any, message: str) -> None:
-    with pytest.raises(MismatchError) as info:
-        _run(day_id, exercise, value)
-    text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
-    assert re.search(message, text, flags=re.DOTALL), text
+_run = run_checks
+_fails = assert_fails
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,24 +17,12 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
-from mlab.course.engine.worker import _reference_namespace
+from checkrun import run_checks
 from mlab.errors import MismatchError
 from mlab.models import bert
 from mlab.nn import attention
 
-
-def _run(exercise: str, value: Any) -> None:
-    day = get_day("w2d1")
-    ns = _reference_namespace(day).replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    checks = checks_for(module, exercise)
-    assert checks
-    for c in checks:
-        c.fn(ns)
+_run = partial(run_checks, "w2d1")
 
 
 # ----------------------------------------------------------------------------------------------

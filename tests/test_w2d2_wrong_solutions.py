@@ -6,33 +6,19 @@ slips: the wrong layout, a missing scale, an inverted mask, post-LN, an untied h
 from __future__ import annotations
 
 import math
-import re
+from functools import partial
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
+from checkrun import assert_fails
 from mlab.errors import DataError, MismatchError, ShapeError
 from mlab.models import gpt2, gpt2_checkpoint
 from mlab.nn.attention import attention_weights, merge_heads, split_heads
 
-
-def _fails(exercise: str, value: Any, message: str) -> None:
-    from mlab.course.engine.worker import _reference_namespace
-
-    day = get_day("w2d2")
-    ns = _reference_namespace(day).replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    with pytest.raises((MismatchError, ShapeError, TypeError, RuntimeError)) as info:
-        for c in checks_for(module, exercise):
-            c.fn(ns)
-    text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
-    assert re.search(message, text, flags=re.DOTALL), text
+_fails = partial(assert_fails, "w2d2", exc=(MismatchError, ShapeError, TypeError, RuntimeError))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,40 +5,20 @@ as tests/test_edge_checks.py does."""
 from __future__ import annotations
 
 import itertools
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import pytest
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
-from mlab.errors import MismatchError
+from checkrun import assert_fails, run_checks
 from mlab.tokenizers import bert, bpe, bpe_train
 from mlab.tokenizers.wordpiece import wordpiece as reference_wordpiece
 
-
-def _run(exercise: str, value: Any = None) -> None:
-    from mlab.course.engine.worker import _reference_namespace
-
-    day = get_day("w2d3")
-    ns = _reference_namespace(day)
-    if value is not None:
-        ns = ns.replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    for c in checks_for(module, exercise):
-        c.fn(ns)
-
-
-def _fails(exercise: str, value: Any, message: str) -> None:
-    with pytest.raises(MismatchError) as info:
-        _run(exercise, value)
-    text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
-    assert re.search(message, text, flags=re.DOTALL), text
+_run = partial(run_checks, "w2d3")
+_fails = partial(assert_fails, "w2d3")
 
 
 def nfd_of_the_whole_word(

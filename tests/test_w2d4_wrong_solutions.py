@@ -9,6 +9,7 @@ import importlib
 import inspect
 import re
 import textwrap
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -16,8 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
+from checkrun import run_checks
 from mlab.errors import MismatchError
 from mlab.sampling import beam, pair, processors, suffix
 
@@ -25,18 +25,7 @@ from mlab.sampling import beam, pair, processors, suffix
 generate = importlib.import_module("mlab.sampling.generate")
 
 
-def _run(exercise: str, value: Any = None) -> None:
-    from mlab.course.engine.worker import _reference_namespace
-
-    day = get_day("w2d4")
-    ns = _reference_namespace(day)
-    if value is not None:
-        ns = ns.replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    for c in checks_for(module, exercise):
-        c.fn(ns)
+_run = partial(run_checks, "w2d4")
 
 
 def _variant(

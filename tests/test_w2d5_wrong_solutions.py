@@ -11,30 +11,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor
 
-from mlab.course.engine.checks import checks_for
-from mlab.course.engine.manifest import get_day
-from mlab.course.engine.worker import _reference_namespace
+from checkrun import run_checks
 from mlab.errors import MismatchError, ShapeError
 from mlab.models import deberta
 from mlab.nn.attention import merge_heads, split_heads
 
-
-def _run(exercise: str, value: Any) -> None:
-    day = get_day("w2d5")
-    ns = _reference_namespace(day).replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    checks = checks_for(module, exercise)
-    assert checks
-    for c in checks:
-        c.fn(ns)
+_run = partial(run_checks, "w2d5")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import Tensor
 
 pytest.importorskip("gin", reason="the train extra: pip install -e '.[train]'")
 
-from mlab.course.engine.checks import checks_for
+from checkrun import assert_fails, run_checks
 from mlab.course.engine.manifest import get_day
 from mlab.errors import ConfigError, DataError, MismatchError
 from mlab.train import checkpoint, config, metrics
@@ -32,25 +33,8 @@ from mlab.train import loop as train_loop
 MAGIC = checkpoint.MAGIC
 
 
-def _run(exercise: str, value: Any = None) -> None:
-    from mlab.course.engine.worker import _reference_namespace
-
-    day = get_day("w3d1")
-    ns = _reference_namespace(day)
-    if value is not None:
-        ns = ns.replace(exercise, value)
-    module = next(
-        p.checks_module for p in day.parts if any(e.name == exercise for e in p.exercises)
-    )
-    for c in checks_for(module, exercise):
-        c.fn(ns)
-
-
-def _fails(exercise: str, value: Any, message: str, exc: type[Exception] = MismatchError) -> None:
-    with pytest.raises(exc) as info:
-        _run(exercise, value)
-    text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
-    assert re.search(message, text, flags=re.DOTALL), text
+_run = partial(run_checks, "w3d1")
+_fails = partial(assert_fails, "w3d1")
 
 
 @pytest.mark.parametrize(
