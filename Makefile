@@ -10,7 +10,7 @@ VENV   ?= .venv
 # notebook: JupyterLab, a kernel and jupytext, for the notebook route (`mlab start DAY --notebook`).
 # docs: MkDocs and MathJax, for the course web site (`make docs`, `mlab read DAY --web`).
 # train: gin-config and tqdm, for the training loop (`mlab train`, w3d1 on).
-EXTRAS ?= dev,nlp,notebook,docs,train
+EXTRAS ?= dev,nlp,notebook,docs,train,rl
 # Where torch comes from. Empty: PyPI, whose torch for Linux on x86-64 is the CUDA build and
 # brings NVIDIA's CUDA libraries (several GB) with it, GPU or not. Without an NVIDIA GPU, name
 # PyTorch's CPU-only index instead (a 190 MB wheel), on a fresh set-up (`make clean` first):
