@@ -40,6 +40,7 @@ from mlab.docsite.maths import maths_as_code
 from mlab.errors import CourseError, MlabError
 from mlab.invocation import script_command
 from mlab.models.shakespeare_cli import pretrain_app, sample_command
+from mlab.rl.cli import rl_app
 from mlab.train.cli import TRAIN_CONTEXT, runs_command, train_command
 
 __all__ = ["app", "main"]
@@ -566,6 +567,7 @@ demo_app = typer.Typer(
 app.add_typer(demo_app, name="demo")
 app.add_typer(bughunt_app, name="bughunt")
 app.add_typer(pretrain_app, name="pretrain")
+app.add_typer(rl_app, name="rl")
 app.command("sample")(sample_command)
 app.command("train", context_settings=TRAIN_CONTEXT)(train_command)
 app.command("runs")(runs_command)
