@@ -144,11 +144,33 @@ class LanguageModelTask:
     @torch.no_grad()
     def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
         """Mean loss over ``eval_batches`` fixed validation batches."""
-        losses = []
+        return self.evaluate_examples(model, device)[0]
+
+    @torch.no_grad()
+    def evaluate_examples(
+        self, model: Any, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """:meth:`evaluate`'s metrics, and per example (one validation window; the same
+        windows at every evaluation and in every run): ``inputs`` and ``targets`` (token ids,
+        ``(n, block_size)``), ``token_losses`` (each target token's cross-entropy) and
+        ``losses`` (their mean per window), for ``mlab analyze``'s paired tests."""
+        losses, inputs, targets, token_losses = [], [], [], []
         for i in range(self.eval_batches):
             x, y = lm_batch(self.val_tokens, i, self.batch_size, self.block_size, seed=-1)
-            losses.append(float(self.loss(model, (x.to(device), y.to(device)))))
-        return {"val_loss": sum(losses) / len(losses)}
+            logits = _logits(model(x.to(device))).float()
+            flat, flat_y = logits.flatten(0, 1), y.to(device).flatten()
+            losses.append(float(F.cross_entropy(flat, flat_y)))
+            per_token = F.cross_entropy(flat, flat_y, reduction="none").view(y.shape)
+            inputs.append(x.numpy())
+            targets.append(y.numpy())
+            token_losses.append(per_token.cpu().numpy())
+        per_window = np.concatenate(token_losses)
+        return {"val_loss": sum(losses) / len(losses)}, {
+            "inputs": np.concatenate(inputs),
+            "targets": np.concatenate(targets),
+            "token_losses": per_window,
+            "losses": per_window.mean(axis=1),
+        }
 
 
 def _image_data(dataset: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -225,12 +247,29 @@ class ImageTask:
     @torch.no_grad()
     def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
         """Loss and accuracy on the whole validation set."""
+        return self.evaluate_examples(model, device)[0]
+
+    @torch.no_grad()
+    def evaluate_examples(
+        self, model: Any, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """:meth:`evaluate`'s metrics, and per validation image (in the validation set's
+        order): ``losses`` (cross-entropy), ``labels`` and ``predictions``, for
+        ``mlab analyze``'s paired tests."""
         total, correct = 0.0, 0
+        losses, predictions = [], []
         for i in range(0, len(self.val_y), self.eval_batch_size):
             x = self.val_x[i : i + self.eval_batch_size].to(device)
             y = self.val_y[i : i + self.eval_batch_size].to(device)
             logits = _logits(model(x)).float()
-            total += float(F.cross_entropy(logits, y, reduction="sum"))
+            per_example = F.cross_entropy(logits, y, reduction="none")
+            total += float(per_example.sum())
             correct += int((logits.argmax(-1) == y).sum())
+            losses.append(per_example.cpu().numpy())
+            predictions.append(logits.argmax(-1).cpu().numpy())
         n = len(self.val_y)
-        return {"val_loss": total / n, "val_accuracy": correct / n}
+        return {"val_loss": total / n, "val_accuracy": correct / n}, {
+            "losses": np.concatenate(losses),
+            "labels": self.val_y.numpy(),
+            "predictions": np.concatenate(predictions),
+        }

@@ -5,7 +5,8 @@ One step: zero the gradients; forward and backward over ``grad_accum`` micro-bat
 (:func:`clip_gradients`); step the optimizer (skipped, with a message, when the gradient norm
 is not finite) and the schedule. Every ``log_every`` steps a metrics line; every
 ``layer_stats_every`` steps per-layer gradient statistics; every ``eval_every`` steps an
-evaluation and the early-stopping test; every ``checkpoint_every`` steps a checkpoint
+evaluation (its per-example losses saved in ``examples/step_<step>.npz``) and the
+early-stopping test; every ``checkpoint_every`` steps a checkpoint
 (:mod:`mlab.train.checkpoint`) holding the model, optimizer, schedule, every RNG state, the data
 position, the step and the loop's own counters. All logging of a step happens before its
 checkpoint, so a resumed run rewrites exactly the lines after the checkpoint it resumes from.
@@ -38,7 +39,7 @@ from mlab.train.checkpoint import (
     restore_rng_state,
     write_checkpoint,
 )
-from mlab.train.metrics import MetricsLogger
+from mlab.train.metrics import MetricsLogger, eval_examples_path, write_eval_examples
 
 __all__ = ["TrainResult", "accumulate_gradients", "clip_gradients", "train"]
 
@@ -263,7 +264,11 @@ def train(
                 tick, tick_step = now, step
             if step % eval_every == 0 or step == max_steps:
                 net.eval()
-                evaluation = data.evaluate(net, dev)
+                if hasattr(data, "evaluate_examples"):  # per-example losses for mlab analyze
+                    evaluation, examples = data.evaluate_examples(net, dev)
+                    write_eval_examples(eval_examples_path(run_dir, step), examples)
+                else:
+                    evaluation = data.evaluate(net, dev)
                 net.train()
                 logger.log(step, **evaluation)
                 last |= evaluation

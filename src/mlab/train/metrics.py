@@ -14,16 +14,28 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from torch import nn
 
 from mlab.inspect.stats import histogram, tensor_stats
 
 HIST_BINS = 20
 
-__all__ = ["HIST_BINS", "MetricsLogger", "layer_grad_stats", "read_metrics", "truncate_metrics"]
+__all__ = [
+    "HIST_BINS",
+    "MetricsLogger",
+    "eval_examples_path",
+    "layer_grad_stats",
+    "list_eval_examples",
+    "read_eval_examples",
+    "read_metrics",
+    "truncate_metrics",
+    "write_eval_examples",
+]
 
 
 def truncate_metrics(path: str | Path, step: int) -> int:
@@ -59,6 +71,38 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         if line.endswith("\n"):
             records.append(json.loads(line))
     return records
+
+
+def eval_examples_path(run_dir: str | Path, step: int) -> Path:
+    """Where the evaluation at ``step`` saves its per-example arrays."""
+    return Path(run_dir) / "examples" / f"step_{step:06d}.npz"
+
+
+def write_eval_examples(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Save an evaluation's per-example arrays (``losses`` and what the task adds) as one
+    ``.npz``, atomically (a temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
+    os.replace(tmp, path)
+    return path
+
+
+def read_eval_examples(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays :func:`write_eval_examples` saved."""
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def list_eval_examples(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every saved evaluation of a run, oldest first."""
+    found = []
+    for path in Path(run_dir).glob("examples/step_*.npz"):
+        stem = path.name.removesuffix(".npz").removeprefix("step_")
+        if stem.isdigit():
+            found.append((int(stem), path))
+    return sorted(found)
 
 
 def layer_grad_stats(model: Any) -> dict[str, dict[str, Any]]:
