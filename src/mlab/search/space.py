@@ -226,35 +226,53 @@ def parse_space(text: str, source: str = "<space>", folder: Path = Path()) -> Sp
             elif match and not value.startswith("@"):
                 _axis(match.group(1), match.group(2))  # raises: names the axis kinds
             else:
+                if not value.startswith(("@", "%")):
+                    _literal(value)  # raises: a value gin would not read either
                 bindings.append((number, line))
         except ConfigError as err:
             raise ConfigError(f"{source}:{number}: {raw.strip()!r}: {err}") from None
-    space = _space(settings, axes, [b for _, b in bindings], source, folder)
+    space = _space(settings, axes, [b for _, b in bindings], source, folder, seen)
     _check_bindings(space, bindings, source, seen)
     return space
 
 
 def _space(
-    settings: dict[str, Any], axes: dict[str, Axis], bindings: list[str], source: str, folder: Path
+    settings: dict[str, Any],
+    axes: dict[str, Axis],
+    bindings: list[str],
+    source: str,
+    folder: Path,
+    seen: dict[str, int],
 ) -> Space:
+    """The space the settings describe, its settings checked (errors name their line)."""
+
+    def at(key: str) -> str:
+        return f"{source}:{seen[key]}" if key in seen else source
+
     name = settings.get("name", Path(source).stem)
     space = Space(name=str(name), axes=axes, bindings=bindings, folder=folder)
     for key, value in settings.items():
         setattr(space, key, value)
     space.seeds = tuple(space.seeds) if isinstance(space.seeds, list | tuple) else (space.seeds,)
     if space.method not in ("grid", "random"):
-        raise ConfigError(f"{source}: search.method = {space.method!r}: use 'grid' or 'random'")
+        raise ConfigError(
+            f"{at('search.method')}: search.method = {space.method!r}: use 'grid' or 'random'"
+        )
     if space.runner not in ("train", "probe"):
-        raise ConfigError(f"{source}: search.runner = {space.runner!r}: use 'train' or 'probe'")
+        raise ConfigError(
+            f"{at('search.runner')}: search.runner = {space.runner!r}: use 'train' or 'probe'"
+        )
     if space.method == "grid":
         drawn = [k for k, a in axes.items() if a.kind in ("uniform", "log_uniform")]
         if drawn:
             raise ConfigError(
-                f"{source}: {', '.join(drawn)} draw at random, which a grid cannot: set "
+                f"{at(drawn[0])}: {drawn[0]} draws at random, which a grid cannot: set "
                 "search.method = 'random' and search.trials, or list values with grid(...)"
             )
     elif not (isinstance(space.trials, int) and space.trials >= 1):
-        raise ConfigError(f"{source}: search.method = 'random' needs search.trials >= 1")
+        raise ConfigError(
+            f"{at('search.method')}: search.method = 'random' needs search.trials >= 1"
+        )
     if space.runner == "train" and space.base is None:
         raise ConfigError(f'{source}: name the config runs start from: search.base = "..."')
     return space

@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import tokenize
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -193,7 +194,7 @@ def run_probe(job: Job) -> dict[str, Any]:
     gin.clear_config()
     try:
         gin.parse_config(job.config)
-    except (ValueError, SyntaxError) as err:
+    except (ValueError, SyntaxError, tokenize.TokenError) as err:
         raise ConfigError(f"the config does not parse: {err}") from None
     result: dict[str, Any] = _probe_registered[0]()
     return result
