@@ -41,6 +41,7 @@ from mlab.errors import CourseError, MlabError
 from mlab.invocation import script_command
 from mlab.models.shakespeare_cli import pretrain_app, sample_command
 from mlab.rl.cli import rl_app
+from mlab.scaling.cli import study_command
 from mlab.search.cli import search_app
 from mlab.train.cli import TRAIN_CONTEXT, runs_command, train_command
 
@@ -573,6 +574,7 @@ app.add_typer(search_app, name="search")
 app.command("sample")(sample_command)
 app.command("train", context_settings=TRAIN_CONTEXT)(train_command)
 app.command("runs")(runs_command)
+app.command("study")(study_command)
 
 
 @demo_app.command("cppn")

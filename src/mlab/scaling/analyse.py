@@ -1,0 +1,278 @@
+"""What a study's runs say: the numbers each kind of study is about, a verdict in words with its
+uncertainty, and a figure.
+
+- ``size`` / ``data``: ``L = a * x**-alpha + c`` fitted to the final (size) or best (data)
+  validation loss against non-embedding parameters or training tokens, 95% bootstrap intervals
+  over the runs, and an extrapolation check: fit without the largest ``holdout`` points,
+  predict them, report the error.
+- ``factor``: each value of one factor (dropout, weight decay, ...) against the baseline value,
+  on the same validation windows: the mean per-window difference of the final validation
+  loss, a paired bootstrap 95% interval and a paired t-test (seeds averaged first).
+- ``batch``: steps and tokens until the validation loss first reaches a target, per batch size
+  and learning-rate rule, and McCandlish et al.'s critical batch size fitted per rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlab.scaling.batch import critical_batch_size, steps_to_target
+from mlab.scaling.compute import gpt_parameter_count, gpt_training_flops
+from mlab.scaling.laws import bootstrap_power_law, fit_power_law, percentile_interval
+from mlab.scaling.studies import Run, Study
+
+__all__ = ["analyse", "collect", "paired_difference"]
+
+
+def _setting(text: str, key: str) -> Any:
+    found = re.findall(rf"^{re.escape(key)}\s*=\s*(.+?)\s*(?:#.*)?$", text, re.MULTILINE)
+    if not found:
+        return None
+    try:
+        return ast.literal_eval(found[-1])
+    except (ValueError, SyntaxError):
+        return found[-1]
+
+
+def collect(runs: list[tuple[Run, Path]]) -> list[dict[str, Any]]:
+    """Each finished run's settings, validation curve, compute and per-window losses."""
+    from mlab.train.metrics import read_metrics
+
+    out = []
+    for run, folder in runs:
+        metrics_file = folder / "metrics.jsonl"
+        if not metrics_file.is_file():
+            continue
+        text = (folder / "operative_config.gin").read_text()
+        get = {
+            k: _setting(text, k)
+            for k in (
+                "gpt.n_layer",
+                "gpt.n_embd",
+                "gpt.vocab_size",
+                "gpt.block_size",
+                "LanguageModelTask.batch_size",
+                "LanguageModelTask.block_size",
+                "train.grad_accum",
+            )
+        }
+        records = read_metrics(metrics_file)
+        evals = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+        if not evals:
+            continue
+        steps = max(r["step"] for r in records)
+        tokens = steps * get["LanguageModelTask.batch_size"] * get["LanguageModelTask.block_size"]
+        tokens *= get["train.grad_accum"] or 1
+        n_layer, d = get["gpt.n_layer"], get["gpt.n_embd"]
+        vocab, block = get["gpt.vocab_size"], get["LanguageModelTask.block_size"]
+        record: dict[str, Any] = {
+            "name": run.name,
+            "params": run.params,
+            "eval_steps": [s for s, _ in evals],
+            "val_losses": [v for _, v in evals],
+            "final_val_loss": evals[-1][1],
+            "best_val_loss": min(v for _, v in evals),
+            "steps": steps,
+            "batch_size": get["LanguageModelTask.batch_size"],
+            "tokens": tokens,
+            "n_params": gpt_parameter_count(n_layer, d, vocab, get["gpt.block_size"], False),
+            "flops": gpt_training_flops(n_layer, d, vocab, block, tokens),
+        }
+        examples = sorted((folder / "examples").glob("step_*.npz"))
+        if examples:
+            with np.load(examples[-1]) as data:
+                record["window_losses"] = data["losses"].astype(np.float64)
+        out.append(record)
+    return out
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """``mean(a - b)`` over paired examples, its 95% bootstrap percentile interval and the
+    paired t-test's p-value (``scipy.stats.ttest_rel``)."""
+    from scipy import stats
+
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    p = float(stats.ttest_rel(a, b).pvalue)
+    return {
+        "mean": float(diff.mean()),
+        "low": float(low),
+        "high": float(high),
+        "p": p,
+        "n": len(diff),
+    }
+
+
+def _fit_summary(x: list[float], y: list[float], holdout: int, n_boot: int) -> dict[str, Any]:
+    n, loss = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    fit = fit_power_law(n, loss)
+    boots = bootstrap_power_law(n, loss, n_boot, torch.Generator().manual_seed(0))
+    out: dict[str, Any] = {
+        "a": fit.a,
+        "alpha": fit.alpha,
+        "c": fit.c,
+        "alpha_ci": percentile_interval(boots[:, 1]),
+        "c_ci": percentile_interval(boots[:, 2]),
+    }
+    order = torch.argsort(n)
+    kept = order[: len(n) - holdout]
+    if holdout and len(torch.unique(n[kept])) >= 3:
+        small = fit_power_law(n[kept], loss[kept])
+        held = order[len(n) - holdout :]
+        predicted = small.predict(n[held])
+        out["holdout"] = {
+            "a": small.a,
+            "alpha": small.alpha,
+            "c": small.c,
+            "x": n[held].tolist(),
+            "predicted": predicted.tolist(),
+            "actual": loss[held].tolist(),
+            "error": (predicted - loss[held]).tolist(),
+        }
+    return out
+
+
+def analyse(
+    study: Study, results: list[dict[str, Any]], out_dir: Path, n_boot: int = 1000
+) -> dict[str, Any]:
+    """Analyse ``results`` (from :func:`collect`) as ``study.kind`` says; write
+    ``summary.json`` and ``figure.png`` into ``out_dir``; return the summary, whose ``"lines"``
+    say the conclusion in words."""
+    from mlab.scaling.plots import plot_study
+
+    summary: dict[str, Any] = {"study": study.name, "title": study.title, "kind": study.kind}
+    runs = [{k: v for k, v in r.items() if k != "window_losses"} for r in results]
+    summary["runs"] = runs
+    holdout = int(study.options.get("fit", {}).get("holdout", 1))
+    lines: list[str] = []
+    if study.kind in ("size", "data"):
+        xkey, ykey = (
+            ("n_params", "final_val_loss") if study.kind == "size" else ("data", "best_val_loss")
+        )
+        xs = [
+            float(r["n_params"] if study.kind == "size" else r["params"]["data.tokens"])
+            for r in results
+        ]
+        ys = [r[ykey] for r in results]
+        what = "non-embedding parameters N" if study.kind == "size" else "training tokens D"
+        if len(set(xs)) >= 3:
+            fit = _fit_summary(xs, ys, holdout, n_boot)
+            summary["fit"] = fit
+            lo, hi = fit["alpha_ci"]
+            lines.append(
+                f"L = {fit['a']:.4g} * x^-{fit['alpha']:.3f} + {fit['c']:.3f} against {what}; "
+                f"alpha 95% bootstrap interval [{lo:.3f}, {hi:.3f}] over {len(xs)} runs"
+            )
+            if "holdout" in fit:
+                h = fit["holdout"]
+                for x, p, a in zip(h["x"], h["predicted"], h["actual"], strict=True):
+                    lines.append(
+                        f"fit without x={x:.4g}: predicted {p:.4f}, measured {a:.4f} "
+                        f"(error {p - a:+.4f}, {100 * (p - a) / a:+.1f}%)"
+                    )
+        else:
+            lines.append(f"{len(set(xs))} distinct sizes: a power law needs at least 3")
+        summary["xkey"] = xkey
+    elif study.kind == "factor":
+        lines += _factor(study, results, summary)
+    elif study.kind == "batch":
+        lines += _batch(study, results, summary)
+    summary["lines"] = lines
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary["figure"] = str(plot_study(summary, out_dir / "figure.png"))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _factor(study: Study, results: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    factor = study.options["factor"]
+    name, baseline = factor["name"], factor["baseline"]
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(r["params"][name], []).append(r)
+    table = []
+    lines = []
+    base = groups.get(baseline, [])
+    for value in sorted(groups):
+        rs = groups[value]
+        row: dict[str, Any] = {
+            "value": value,
+            "seeds": len(rs),
+            "final": float(np.mean([r["final_val_loss"] for r in rs])),
+            "best": float(np.mean([r["best_val_loss"] for r in rs])),
+            "final_by_seed": [r["final_val_loss"] for r in rs],
+            "curve_steps": rs[0]["eval_steps"],
+            "curve": np.mean([r["val_losses"] for r in rs], axis=0).tolist(),
+        }
+        if value != baseline and base and all("window_losses" in r for r in rs + base):
+            mine = np.mean([r["window_losses"] for r in rs], axis=0)
+            theirs = np.mean([r["window_losses"] for r in base], axis=0)
+            row["vs_baseline"] = paired_difference(mine, theirs)
+            d = row["vs_baseline"]
+            lines.append(
+                f"{name}={value}: final val loss {row['final']:.4f} vs "
+                f"{row['final'] - d['mean']:.4f} at {baseline}; difference {d['mean']:+.4f}, "
+                f"95% CI [{d['low']:+.4f}, "
+                f"{d['high']:+.4f}] over {d['n']} windows (paired t-test p={d['p']:.2g})"
+            )
+        else:
+            lines.append(
+                f"{name}={value}: final val loss {row['final']:.4f}, best {row['best']:.4f}"
+            )
+        table.append(row)
+    summary["factor"] = {"name": name, "baseline": baseline, "table": table}
+    return lines
+
+
+def _batch(study: Study, results: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    options = study.options["batch"]
+    target = float(options["target"])
+    table = []
+    lines = []
+    block = 1.0
+    for r in results:
+        s = steps_to_target(r["eval_steps"], r["val_losses"], target)
+        block = r["tokens"] / max(r["steps"] * r["batch_size"], 1)
+        table.append(
+            {
+                "batch": r["batch_size"],
+                "rule": r["params"]["lr.rule"],
+                "steps": s,
+                "tokens": None if s is None else s * r["batch_size"] * block,
+                "curve_steps": r["eval_steps"],
+                "curve": r["val_losses"],
+            }
+        )
+    fits = {}
+    for rule in ("linear", "sqrt"):
+        rows = [t for t in table if t["rule"] == rule and t["steps"] is not None]
+        missing = [t["batch"] for t in table if t["rule"] == rule and t["steps"] is None]
+        if missing:
+            lines.append(f"{rule}: batch {missing} never reached {target}")
+        if len({t["batch"] for t in rows}) >= 2:
+            try:
+                s_min, b_crit = critical_batch_size(
+                    torch.tensor([float(t["batch"]) for t in rows]),
+                    torch.tensor([t["steps"] for t in rows]),
+                )
+            except ValueError as err:
+                lines.append(f"{rule}: no critical batch size: {err}")
+                continue
+            fits[rule] = {"s_min": s_min, "b_crit": b_crit}
+            lines.append(
+                f"{rule} lr scaling: steps to {target} = {s_min:.0f} * (1 + {b_crit:.1f} / B) "
+                f"(critical batch {b_crit:.1f} windows, {b_crit * block:.0f} tokens)"
+            )
+    summary["batch"] = {"target": target, "table": table, "fits": fits}
+    return lines

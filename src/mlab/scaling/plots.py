@@ -1,0 +1,125 @@
+"""A study's figure, drawn from its summary (:func:`mlab.scaling.analyse.analyse`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlab.figures import plt, save_figure
+
+__all__ = ["plot_study"]
+
+
+def plot_study(summary: dict[str, Any], path: Path) -> Path:
+    """Two panels per kind of study; written to ``path``."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    kind = summary["kind"]
+    if kind in ("size", "data"):
+        _power_law(summary, left, right)
+    elif kind == "factor":
+        _factor(summary, left, right)
+    else:
+        _batch(summary, left, right)
+    fig.suptitle(summary["title"], fontsize=11)
+    return save_figure(fig, path)
+
+
+def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
+    size = summary["kind"] == "size"
+    runs = summary["runs"]
+    x = np.array([r["n_params"] if size else r["params"]["data.tokens"] for r in runs], float)
+    y = np.array([r["final_val_loss" if size else "best_val_loss"] for r in runs])
+    label = "non-embedding parameters N" if size else "training tokens D"
+    left.scatter(x, y, color="k", zorder=3, label="runs")
+    fit = summary.get("fit")
+    if fit is not None:
+        grid = np.geomspace(x.min() / 1.5, x.max() * 3, 200)
+        lo, hi = fit["alpha_ci"]
+        left.plot(
+            grid,
+            fit["a"] * grid ** -fit["alpha"] + fit["c"],
+            label=f"fit: alpha={fit['alpha']:.2f} [{lo:.2f}, {hi:.2f}], c={fit['c']:.2f}",
+        )
+        h = fit.get("holdout")
+        if h is not None:
+            left.plot(
+                grid,
+                h["a"] * grid ** -h["alpha"] + h["c"],
+                "--",
+                label=f"fit without the largest (alpha={h['alpha']:.2f})",
+            )
+            left.scatter(
+                h["x"],
+                h["predicted"],
+                marker="x",
+                s=60,
+                color="C1",
+                zorder=4,
+                label="its prediction",
+            )
+        above = y - fit["c"]
+        ok = above > 0
+        right.loglog(x[ok], above[ok], "ko", label="runs")
+        right.loglog(grid, fit["a"] * grid ** -fit["alpha"], label=f"slope -{fit['alpha']:.2f}")
+        right.set_ylabel("loss - c (the reducible part)")
+        right.legend(fontsize=8)
+    left.set_xscale("log")
+    left.set_xlabel(label)
+    right.set_xlabel(label)
+    left.set_ylabel("validation loss (nats per character)")
+    left.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+
+
+def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
+    factor = summary["factor"]
+    values, diffs, lows, highs = [], [], [], []
+    for row in factor["table"]:
+        left.plot(row["curve_steps"], row["curve"], label=f"{factor['name']}={row['value']}")
+        if "vs_baseline" in row:
+            d = row["vs_baseline"]
+            values.append(row["value"])
+            diffs.append(d["mean"])
+            lows.append(d["mean"] - d["low"])
+            highs.append(d["high"] - d["mean"])
+    left.set_xlabel("step")
+    left.set_ylabel("validation loss (mean over seeds)")
+    left.legend(fontsize=8)
+    left.grid(True, alpha=0.3)
+    right.axhline(0, color="k", lw=0.8)
+    if values:
+        right.errorbar(values, diffs, yerr=[lows, highs], fmt="o", capsize=4)
+    right.set_xlabel(factor["name"])
+    right.set_ylabel(f"final val loss minus {factor['name']}={factor['baseline']}")
+    right.set_title("paired difference, 95% bootstrap CI over windows", fontsize=9)
+    right.grid(True, alpha=0.3)
+
+
+def _batch(summary: dict[str, Any], left: Any, right: Any) -> None:
+    batch = summary["batch"]
+    for i, rule in enumerate(("linear", "sqrt")):
+        rows = sorted((t for t in batch["table"] if t["rule"] == rule), key=lambda t: t["batch"])
+        done = [t for t in rows if t["steps"] is not None]
+        b = np.array([t["batch"] for t in done], float)
+        left.loglog(b, [t["steps"] for t in done], "o-", color=f"C{i}", label=f"lr {rule}")
+        right.loglog(b, [t["tokens"] for t in done], "o-", color=f"C{i}", label=f"lr {rule}")
+        fit = batch["fits"].get(rule)
+        if fit is not None and len(b):
+            grid = np.geomspace(b.min(), b.max(), 50)
+            left.loglog(
+                grid,
+                fit["s_min"] * (1 + fit["b_crit"] / grid),
+                ":",
+                color=f"C{i}",
+                label=f"S_min(1 + B_crit/B), B_crit={fit['b_crit']:.0f}",
+            )
+    left.set_xlabel("batch size (windows of 64 characters)")
+    left.set_ylabel(f"steps to val loss {batch['target']}")
+    right.set_xlabel("batch size (windows)")
+    right.set_ylabel(f"tokens to val loss {batch['target']}")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
