@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from mlab.analysis.cli import analyze_command
 from mlab.bughunt.cli import bughunt_app
 from mlab.course.engine.manifest import Day, all_days, get_day
 from mlab.course.engine.notebook import (
@@ -574,6 +575,7 @@ app.add_typer(search_app, name="search")
 app.command("sample")(sample_command)
 app.command("train", context_settings=TRAIN_CONTEXT)(train_command)
 app.command("runs")(runs_command)
+app.command("analyze")(analyze_command)
 app.command("study")(study_command)
 
 

@@ -15,24 +15,36 @@ The statistics are plain functions of NumPy arrays returning ``(statistic, p_val
 ``(low, high)``), so later days (scaling laws, w3d4) use them as they are.
 """
 
-from mlab.analysis.ab import (
-    chi_squared_test,
-    minimum_detectable_effect,
-    peeking_false_positive_rates,
-    power,
-    prob_b_beats_a,
-    prob_b_beats_a_exact,
-    sample_size,
-    two_proportion_z_test,
-)
-from mlab.analysis.bootstrap import bootstrap_ci, bootstrap_means
-from mlab.analysis.paired import paired_t_test, wilcoxon_signed_rank
-from mlab.analysis.unpaired import mann_whitney_u, welch_t_test
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use, so `mlab --help` (which imports mlab.analysis.cli) never loads scipy.
+_HOME = {
+    "bootstrap_ci": "bootstrap",
+    "bootstrap_means": "bootstrap",
+    "chi_squared_test": "ab",
+    "largest_disagreements": "examples",
+    "mann_whitney_u": "unpaired",
+    "minimum_detectable_effect": "ab",
+    "paired_t_test": "paired",
+    "peeking_false_positive_rates": "ab",
+    "power": "ab",
+    "prob_b_beats_a": "ab",
+    "prob_b_beats_a_exact": "ab",
+    "sample_size": "ab",
+    "two_proportion_z_test": "ab",
+    "welch_t_test": "unpaired",
+    "wilcoxon_signed_rank": "paired",
+    "worst_examples": "examples",
+}
 
 __all__ = [
     "bootstrap_ci",
     "bootstrap_means",
     "chi_squared_test",
+    "largest_disagreements",
     "mann_whitney_u",
     "minimum_detectable_effect",
     "paired_t_test",
@@ -44,4 +56,11 @@ __all__ = [
     "two_proportion_z_test",
     "welch_t_test",
     "wilcoxon_signed_rank",
+    "worst_examples",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"mlab.analysis.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'mlab.analysis' has no attribute {name!r}")
