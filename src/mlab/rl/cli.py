@@ -21,3 +21,9 @@ def dqn_command(ctx: typer.Context) -> None:
     from mlab.rl.dqn_train import main
 
     raise typer.Exit(main(list(ctx.args)))
+
+
+# w4d2: mlab rl rlhf, rlhf-decode, rlhf-plot, ppo-cartpole
+from mlab.rl.lm_cli import register as _register_w4d2  # noqa: E402
+
+_register_w4d2(rl_app)
