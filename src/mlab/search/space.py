@@ -21,6 +21,7 @@ A malformed line fails at creation, naming the file and the line.
 from __future__ import annotations
 
 import ast
+import difflib
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,14 @@ def space_points(space: Space) -> list[dict[str, Any]]:
     return [{k: a.draw(rng) for k, a in space.axes.items()} for _ in range(space.trials)]
 
 
+def _nearest(word: str, candidates: list[str]) -> str:
+    """As ``mlab.train.config.nearest_names`` (which imports torch with the training loop)."""
+    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "valid names: " + ", ".join(repr(c) for c in sorted(candidates))
+
+
 def _strip_comment(line: str) -> str:
     quote = ""
     for i, ch in enumerate(line):
@@ -195,8 +204,6 @@ def _axis(kind: str, args: str) -> Axis:
 
 def parse_space(text: str, source: str = "<space>", folder: Path = Path()) -> Space:
     """A :class:`Space` from a space file's text. ``ConfigError`` names ``source:line``."""
-    from mlab.train.config import nearest_names
-
     settings: dict[str, Any] = {}
     axes: dict[str, Axis] = {}
     bindings: list[tuple[int, str]] = []
@@ -218,7 +225,7 @@ def parse_space(text: str, source: str = "<space>", folder: Path = Path()) -> Sp
                 setting = key.removeprefix("search.")
                 if setting not in SETTINGS:
                     raise ConfigError(
-                        f"no setting search.{setting}; " + nearest_names(setting, list(SETTINGS))
+                        f"no setting search.{setting}; " + _nearest(setting, list(SETTINGS))
                     )
                 settings[setting] = _literal(value)
             elif match and match.group(1) in AXIS_KINDS:
@@ -282,14 +289,17 @@ def _check_bindings(
     space: Space, bindings: list[tuple[int, str]], source: str, seen: dict[str, int]
 ) -> None:
     """Every binding and axis name, checked as mlab train checks --bind (probe: its names)."""
-    from mlab.search.worker import probe
-    from mlab.train.config import CONFIGURABLES, check_binding
+    from mlab.search.worker import check_probe_binding
 
-    configurables = {"probe": probe} if space.runner == "probe" else CONFIGURABLES
     lines = [*bindings, *((seen[k], f"{k} = 0") for k in space.axes)]
     for number, line in lines:
         try:
-            check_binding(line, configurables)
+            if space.runner == "probe":
+                check_probe_binding(line)
+            else:
+                from mlab.train.config import CONFIGURABLES, check_binding
+
+                check_binding(line, CONFIGURABLES)
         except ConfigError as err:
             raise ConfigError(f"{source}:{number}: {err}") from None
     try:

@@ -10,6 +10,8 @@ run re-claimed that way continues from its newest checkpoint (w3d1's exact resum
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 import random
@@ -30,6 +32,7 @@ from mlab.search.queue import Job, Queue, backoff_delay
 __all__ = [
     "RUNNERS",
     "Runner",
+    "check_probe_binding",
     "keep_alive",
     "probe",
     "run_one_job_from_queue",
@@ -180,17 +183,32 @@ def probe(
 _probe_registered: list[Any] = []
 
 
+def check_probe_binding(line: str) -> None:
+    """Raise ``ConfigError`` unless ``line`` binds one of :func:`probe`'s parameters (as
+    ``mlab.train.config.check_binding`` does for training configs, without importing torch)."""
+    key, eq, _ = line.partition("=")
+    selector, _, param = key.strip().rpartition(".")
+    if not eq or selector.rpartition("/")[2] != "probe":
+        raise ConfigError(f"binding {line.strip()!r}: the probe runner binds only probe.<param>")
+    params = list(inspect.signature(probe).parameters)
+    if param not in params:
+        close = difflib.get_close_matches(param, params, n=3, cutoff=0.6)
+        hint = " or ".join(repr(c) for c in close) if close else ", ".join(map(repr, params))
+        raise ConfigError(
+            f"binding {line.strip()!r}: probe has no parameter {param!r}; "
+            + (f"did you mean {hint}?" if close else f"valid names: {hint}")
+        )
+
+
 def run_probe(job: Job) -> dict[str, Any]:
     """Parse the job's gin text with ``probe`` registered, and call it."""
     import gin
-
-    from mlab.train.config import check_binding
 
     if not _probe_registered:
         _probe_registered.append(gin.external_configurable(probe, name="probe", module="search"))
     for line in job.config.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
-            check_binding(line, {"probe": probe})
+            check_probe_binding(line)
     gin.clear_config()
     try:
         gin.parse_config(job.config)
