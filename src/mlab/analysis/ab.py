@@ -34,6 +34,7 @@ __all__ = [
     "power",
     "prob_b_beats_a",
     "prob_b_beats_a_exact",
+    "reflected_rate",
     "sample_size",
     "sample_size_exact",
     "two_proportion_z_test",
@@ -42,7 +43,10 @@ __all__ = [
 Array = np.ndarray
 
 
-def _check_rate(baseline: float, delta: float, alpha: float) -> float:
+def reflected_rate(baseline: float, delta: float, alpha: float) -> float:
+    """The rate the sample-size equation uses: ``baseline``, or ``1 - baseline`` above 0.5
+    (converting and not converting are symmetric), after checking the inputs: a rate in
+    (0, 1), a level in (0, 1), a change ``delta != 0`` that keeps the rate in (0, 1)."""
     if not 0 < baseline < 1:
         raise ValueError(f"baseline={baseline}: a conversion rate strictly between 0 and 1")
     if not 0 < alpha < 1:
@@ -59,10 +63,17 @@ def _check_rate(baseline: float, delta: float, alpha: float) -> float:
 def sample_size_exact(
     baseline: float, delta: float, alpha: float = 0.05, power: float = 0.8
 ) -> float:
-    """The sample-size equation (module docstring) before rounding: visitors per variation
-    for a two-sided test at level ``alpha`` to detect an absolute change ``delta`` of the rate
-    ``baseline`` with probability ``power``."""
-    p = _check_rate(baseline, delta, alpha)
+    """The sample-size equation before rounding: visitors per variation for a two-sided test
+    at level ``alpha`` to detect an absolute change ``delta`` of the rate ``baseline`` with
+    probability ``power``.
+
+    With ``p = reflected_rate(baseline, delta, alpha)`` (given: it also checks the inputs),
+    ``z_a = norm.ppf(1 - alpha / 2)``, ``z_b = norm.ppf(power)``,
+    ``sd1 = sqrt(2 p (1 - p))`` (the spread of a difference when nothing changed) and
+    ``sd2 = sqrt(p (1 - p) + (p + delta) (1 - p - delta))`` (when it did):
+    ``n = (z_a sd1 + z_b sd2)**2 / delta**2``.
+    """
+    p = reflected_rate(baseline, delta, alpha)
     z_alpha = stats.norm.ppf(1 - alpha / 2)
     z_beta = stats.norm.ppf(power)
     sd1 = math.sqrt(2 * p * (1 - p))
@@ -97,7 +108,7 @@ def power(baseline: float, delta: float, n: float, alpha: float = 0.05) -> float
     """The power the sample-size equation promises with ``n`` visitors per variation: solve it
     for ``z_power`` and return ``Phi(z_power)``:
     ``Phi((|delta| sqrt(n) - z_{1-alpha/2} sd1) / sd2)``."""
-    p = _check_rate(baseline, delta, alpha)
+    p = reflected_rate(baseline, delta, alpha)
     z_alpha = stats.norm.ppf(1 - alpha / 2)
     sd1 = math.sqrt(2 * p * (1 - p))
     sd2 = math.sqrt(p * (1 - p) + (p + delta) * (1 - p - delta))
@@ -110,7 +121,7 @@ def minimum_detectable_effect(
     """The smallest absolute increase ``delta > 0`` of ``baseline`` that ``n`` visitors per
     variation detect with probability ``power``: the root of ``sample_size_exact(baseline,
     delta) = n`` (Brent's method; the required n falls as delta grows)."""
-    p = _check_rate(baseline, 0.5 * (1 - baseline if baseline <= 0.5 else baseline), alpha)
+    p = reflected_rate(baseline, 0.5 * (1 - baseline if baseline <= 0.5 else baseline), alpha)
     top = 1 - p - 1e-12
     if sample_size_exact(baseline, top, alpha, power) > n:
         raise ValueError(f"n={n} visitors per variation detect no change of rate {baseline}")
