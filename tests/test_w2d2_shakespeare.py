@@ -205,3 +205,76 @@ def test_compact_gpt2_tokenizer_keeps_gpt2_ids_and_falls_back_to_bytes(
         assert tok.decode(tok.encode(text)) == text
     again = CompactGPT2Tokenizer(keep=tok.keep)
     assert again.encode("First Citizen: quantum") == tok.encode("First Citizen: quantum")
+
+
+def _sample(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["sample", *args])
+    return result.exit_code, result.output + (str(result.exception or ""))
+
+
+def test_sample_greedy_and_beams_equal_hf_generate(trained: Path) -> None:
+    """`mlab sample --greedy` and `--beams` print what HuggingFace's generate makes from the
+    same checkpoint (a save_pretrained folder that GPT2LMHeadModel loads)."""
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(trained).eval()
+    _, tok = load_pretrained(trained)
+    ids = torch.tensor([tok.encode("All:\n")])
+    for options, kwargs in [
+        (["--greedy"], {}),
+        (["--greedy", "--repetition-penalty", "1.3"], {"repetition_penalty": 1.3}),
+        (["--beams", "3"], {"num_beams": 3}),
+    ]:
+        want = hf.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
+            pad_token_id=0, eos_token_id=None, **kwargs,
+        )  # fmt: skip
+        code, out = _sample("--prompt", "All:\n", "--tokens", "10", "--model", str(trained),
+                            *options)  # fmt: skip
+        assert code == 0, out
+        assert out == "All:\n" + tok.decode(want[0, ids.shape[1] :].tolist()) + "\n", options
+
+
+def test_sample_top_p_and_avoid_suffix(trained: Path) -> None:
+    code, out = _sample("--prompt", "All:", "--tokens", "12", "--top-p", "0.9", "--top-k", "0",
+                        "--model", str(trained))  # fmt: skip
+    assert code == 0 and out.startswith("All:") and len(out.rstrip("\n")) == len("All:") + 12
+    code, out = _sample("--prompt", "All:", "--tokens", "6", "--avoid-suffix", "die",
+                        "--candidates", "4", "--model", str(trained))  # fmt: skip
+    assert code == 0, out
+    assert "Chosen from 4 samples as the least likely to be followed by 'die'" in out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--temperature", "0"], "--temperature 0.0: it must be above 0; for the likeliest"),
+        (["--top-p", "1.5"], "--top-p 1.5: it must be in (0, 1]"),
+        (["--top-p", "0"], "--top-p 0.0"),
+        (["--top-k", "-1"], "Invalid value for '--top-k'"),
+        (["--beams", "3", "--avoid-suffix", "x"], "pick one"),
+        (["--beams", "3", "--temperature", "1.5"], "does not sample"),
+        (["--beams", "3", "--tokens", "40"], "pass --tokens 13 or fewer"),
+        (["--beams", "500"], "only 34 tokens"),
+        (["--avoid-suffix", "die", "--tokens", "12"], "pass --tokens 10 or fewer"),
+    ],
+)
+def test_sample_bad_options_are_named(trained: Path, options: list[str], message: str) -> None:
+    code, out = _sample("--prompt", "All:", "--model", str(trained), *options)
+    assert code != 0
+    assert message in " ".join(out.split()), out
+
+
+def test_generate_streams_and_stops_when_the_reader_stops(trained: Path) -> None:
+    """Pieces arrive while sampling goes on (a thread makes them), and closing the stream
+    early ends that thread instead of making the 100,000 tokens asked for."""
+    import threading
+
+    model, tok = load_pretrained(trained)
+    before = threading.active_count()
+    stream = generate(model, tok, "All:", 100_000)
+    first = list(itertools.islice(stream, 3))
+    assert len(first) == 3
+    stream.close()
+    assert threading.active_count() == before
+    with pytest.raises(ValueError, match=r"top_p=1\.5"):
+        list(generate(model, tok, "All:", 5, top_p=1.5))  # errors reach the reader

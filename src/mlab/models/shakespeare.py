@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -34,7 +36,7 @@ from torch import Tensor
 
 from mlab.data.download import cache_dir, data_dir, download
 from mlab.errors import ConfigError, DataError
-from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel, KVCache
+from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from mlab.models.gpt2_checkpoint import from_pretrained, save_pretrained
 
 __all__ = [
@@ -476,6 +478,13 @@ def load_pretrained(directory: str | Path | None = None) -> tuple[GPT2LMHeadMode
 # Sampling
 
 
+def _window(ids: list[int], limit: int) -> list[int]:
+    """The context a chunk of sampling starts from: all of ``ids`` when at least one new
+    token fits after them in ``limit`` positions, else their last half (at least one id)."""
+    ids = ids or [0]
+    return ids if len(ids) < limit else ids[-max(1, limit // 2) :]
+
+
 @torch.no_grad()
 def generate(
     model: GPT2LMHeadModel,
@@ -485,41 +494,85 @@ def generate(
     *,
     temperature: float = 0.8,
     top_k: int | None = 200,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    greedy: bool = False,
     seed: int = 0,
 ) -> Iterator[str]:
-    """Stream text after ``prompt``, a piece per token: sampled at ``temperature`` from the
-    ``top_k`` most likely tokens, with the key/value cache (one position per step). When the
-    context reaches ``n_positions`` the cache is rebuilt from the last half of it."""
+    """Stream text after ``prompt``, a piece per token, for as many tokens as asked.
+
+    Each token comes from :func:`mlab.sampling.generate` (w2d4: the key/value cache, one
+    position per step): sampled at ``temperature`` from the ``top_k`` likeliest tokens and
+    the ``top_p`` nucleus, or the likeliest one when ``greedy``. When the context fills the
+    model's ``n_positions``, sampling goes on from the last half of it, with a new cache. A
+    piece is empty while a byte-level token ends in the middle of a character."""
+    from mlab.sampling import generate as sample_tokens
+
     if temperature <= 0:
-        raise ValueError(f"temperature={temperature} should be positive")
+        raise ValueError(
+            f"temperature={temperature} should be positive: for the likeliest tokens pass "
+            "greedy=True"
+        )
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    ids = tokenizer.encode(prompt) or [0]
     limit = model.config.n_positions
-    context = ids[-limit:]
-    cache: KVCache | None = None
-    new = torch.tensor([context])
-    emitted = ""
+    done = object()
+    pieces: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def on_step(tokens: Tensor) -> None:
+        if stop.is_set():  # the reader went away: end the sampling thread
+            raise _Stopped
+        pieces.put(int(tokens[0]))
+
+    def sample() -> None:  # in a thread, so that each token is yielded as it is made
+        try:
+            context = _window(tokenizer.encode(prompt), limit)
+            made = 0
+            while made < max_new_tokens:
+                steps = min(max_new_tokens - made, limit - len(context))
+                sequence = sample_tokens(
+                    model,
+                    torch.tensor([context]),
+                    max_new_tokens=steps,
+                    do_sample=not greedy,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    repetition_penalty=repetition_penalty,
+                    generator=g,
+                    on_step=on_step,
+                )
+                made += steps
+                context = _window(sequence[0].tolist(), limit)
+            pieces.put(done)
+        except _Stopped:
+            pass
+        except BaseException as err:  # handed to the reader, raised there
+            pieces.put(err)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     generated: list[int] = []
-    for _ in range(max_new_tokens):
-        out = model(new, past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        logits = out.logits[0, -1] / temperature
-        if top_k is not None and top_k < logits.numel():
-            cutoff = torch.topk(logits, top_k).values[-1]
-            logits = logits.masked_fill(logits < cutoff, float("-inf"))
-        token = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=g))
-        context.append(token)
-        generated.append(token)
-        text = tokenizer.decode(generated)
-        if not text.endswith("\ufffd"):  # a byte-level token may end mid-character
-            yield text[len(emitted) :]
-            emitted = text
-        if len(context) >= limit:
-            context = context[-(limit // 2) :]
-            cache, new = None, torch.tensor([context])
-        else:
-            new = torch.tensor([[token]])
+    emitted = ""
+    try:
+        while (item := pieces.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            generated.append(item)
+            text = tokenizer.decode(generated)
+            if text.endswith("\ufffd"):  # a byte-level token may end mid-character
+                yield ""
+            else:
+                yield text[len(emitted) :]
+                emitted = text
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Stopped(Exception):
+    """Raised inside the sampling thread when the reader of :func:`generate` stops early."""
 
 
 def quick_recipe(name: str, **changes: Any) -> Recipe:

@@ -93,10 +93,8 @@ def avoid_suffix(
     samples = generate(model, prompts, eos_token_id=eos_token_id, **sampling)[:, len(prompt) :]
     candidates = []
     for row in samples:
-        ends = (row == eos_token_id).nonzero()
-        candidates.append(
-            row[: int(ends[0]) + 1] if eos_token_id is not None and len(ends) else row
-        )
+        ends = (row == eos_token_id).nonzero() if eos_token_id is not None else []
+        candidates.append(row[: int(ends[0]) + 1] if len(ends) else row)
     scores = suffix_log_probs(model, prompt, candidates, suffix)
     order = scores.argsort()[:keep]
     return [candidates[i] for i in order.tolist()], scores[order]
