@@ -42,7 +42,9 @@ def plot_returns(
         values = np.stack([v[:n] for _, v in curves])
         line = ax.plot(steps, np.median(values, axis=0), label=f"{label} ({len(runs)} runs)")
         if len(runs) > 1:
-            ax.fill_between(steps, values.min(0), values.max(0), alpha=0.15, color=line[0].get_color())
+            ax.fill_between(
+                steps, values.min(0), values.max(0), alpha=0.15, color=line[0].get_color()
+            )
     if target is not None:
         ax.axhline(target, color="gray", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel("environment steps")

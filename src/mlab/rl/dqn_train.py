@@ -62,7 +62,7 @@ class DQNConfig:
     buffer_size: int = 50_000
     batch_size: int = 64
     learning_starts: int = 1_000  # steps of experience before the first update
-    train_every: int = 1  # environment steps per gradient step
+    train_every: int = 4  # environment steps per gradient step
     target_update_every: int = 500  # steps between copies into the target network
     max_grad_norm: float = 10.0
     epsilon_start: float = 1.0
@@ -99,8 +99,10 @@ class DQNConfig:
             if f.name == "hidden":
                 value = tuple(value) if isinstance(value, list) else value
                 self.hidden = value
-                ok = isinstance(value, tuple) and value and all(
-                    isinstance(h, int) and h > 0 for h in value
+                ok = (
+                    isinstance(value, tuple)
+                    and value
+                    and all(isinstance(h, int) and h > 0 for h in value)
                 )
                 if not ok:
                     raise ConfigError(f"hidden={value!r}: give positive widths, e.g. (128, 128)")
@@ -250,7 +252,9 @@ def evaluate(net: RainbowNetwork, env_name: str, seeds: list[int]) -> list[float
 def _build(cfg: DQNConfig, env: Any) -> tuple[RainbowNetwork, RainbowNetwork, Any, Any]:
     obs_dim = int(np.prod(env.observation_space.shape))
     atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms) if cfg.distributional else None
-    net = RainbowNetwork(obs_dim, int(env.action_space.n), cfg.hidden, cfg.dueling, cfg.noisy, atoms)
+    net = RainbowNetwork(
+        obs_dim, int(env.action_space.n), cfg.hidden, cfg.dueling, cfg.noisy, atoms
+    )
     target = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     shape = (obs_dim,)
@@ -315,7 +319,11 @@ def train_dqn(
     last: dict[str, float] = {}
     try:
         while step < cfg.total_steps and not loop["stopped"] and (until is None or step < until):
-            epsilon = 0.0 if cfg.noisy else linear_schedule(step, cfg.epsilon_start, cfg.epsilon_end, decay)
+            epsilon = (
+                0.0
+                if cfg.noisy
+                else linear_schedule(step, cfg.epsilon_start, cfg.epsilon_end, decay)
+            )
             with torch.no_grad():
                 q = net.q_values(torch.as_tensor(obs).unsqueeze(0))
             action = int(epsilon_greedy(q, epsilon, act_gen)[0])
@@ -454,7 +462,9 @@ def run(
 
     if resume is not None:
         if bindings or config is not None:
-            raise ConfigError("--resume continues a run with its own config: drop CONFIG and --bind")
+            raise ConfigError(
+                "--resume continues a run with its own config: drop CONFIG and --bind"
+            )
         run_dir = Path(resume) if Path(resume).is_dir() else Path(runs_dir) / resume
         if not (run_dir / "config.gin").is_file():
             raise ConfigError(f"--resume {resume}: no run folder with a config.gin there")

@@ -209,7 +209,7 @@ def ppo_update(
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
             losses["policy"].append(float(pg.detach()))
-            losses["value"].append(float(vl))
+            losses["value"].append(float(vl.detach()))
     return {k: sum(v) / len(v) for k, v in losses.items()}
 
 

@@ -24,7 +24,7 @@ truncation), so the optimal values above are exact for any ``gamma``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -36,7 +36,7 @@ __all__ = ["PROBES", "ProbeEnv", "make_probe", "probe_q_values"]
 class ProbeEnv(gym.Env[np.ndarray, int]):
     """The probe environment number ``probe`` (1 to 5; see the module docstring)."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, probe: int) -> None:
         if probe not in PROBES:

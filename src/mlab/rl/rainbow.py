@@ -260,11 +260,15 @@ def rainbow_update(
         next_target = target_net(batch.next_obs)
         if net.distributional:
             next_probs = next_target.softmax(dim=-1)
-            chooser = net.q_values(batch.next_obs) if double else target_net.q_values(batch.next_obs)
+            chooser = (
+                net.q_values(batch.next_obs) if double else target_net.q_values(batch.next_obs)
+            )
             chosen = next_probs[rows, chooser.argmax(dim=-1)]
             target = categorical_projection(chosen, batch.rewards, batch.discounts, net.atoms)
         elif double:
-            target = double_dqn_targets(batch.rewards, batch.discounts, net(batch.next_obs), next_target)
+            target = double_dqn_targets(
+                batch.rewards, batch.discounts, net(batch.next_obs), next_target
+            )
         else:
             target = dqn_targets(batch.rewards, batch.discounts, next_target)
     out = net(batch.obs)

@@ -123,9 +123,13 @@ def one_step_matches_torch(ns: Namespace) -> None:
         with case(f"SGD lr=0.1 momentum 0.9, max_grad_norm={clip}, stale .grad present"):
             td = ns.dqn_update(online, target, opt, batch, clip)
             assert_close(td, expected_td, rtol=1e-5, atol=1e-6, what="returned TD errors")
-            for (name, p), ref in zip(online.named_parameters(), ref_online.parameters()):
+            for (name, p), ref in zip(
+                online.named_parameters(), ref_online.parameters(), strict=True
+            ):
                 assert_close(p, ref, rtol=1e-5, atol=1e-6, what=f"online {name} after the step")
-            for (name, p), ref in zip(target.named_parameters(), ref_target.parameters()):
+            for (name, p), ref in zip(
+                target.named_parameters(), ref_target.parameters(), strict=True
+            ):
                 assert_equal(p, ref, what=f"target {name} (the update must not touch it)")
 
 

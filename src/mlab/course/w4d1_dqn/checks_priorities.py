@@ -86,10 +86,10 @@ def sum_tree_errors(ns: Namespace) -> None:
 def weights_match_the_formula(ns: Namespace) -> None:
     probs = torch.tensor([0.1, 0.02, 0.3, 0.05, 0.001])
     for beta in (0.4, 1.0, 0.0, 0.7):
-        raw = [(1000 * p) ** -beta for p in probs.tolist()]
+        raw = [(500 * p) ** -beta for p in probs.tolist()]
         expected = [w / max(raw) for w in raw]
-        with case(f"5 probabilities from a buffer of 1000, beta={beta}", probs=probs):
-            got = ns.importance_weights(probs, 1000, beta)
+        with case(f"5 probabilities from a buffer of 500, beta={beta}", probs=probs):
+            got = ns.importance_weights(probs, 500, beta)
             assert_close(got, torch.tensor(expected), rtol=1e-5, what="weights")
     with case("uniform sampling from 50: all weights 1"):
         got = ns.importance_weights(torch.full((7,), 1 / 50), 50, 0.6)

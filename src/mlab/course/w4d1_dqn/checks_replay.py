@@ -29,9 +29,7 @@ STEPS = 150
 def schedule_matches_linear_lr(ns: Namespace) -> None:
     for start, end, duration in ((1.0, 0.05, 100), (0.4, 1.0, 140), (1.0, 0.1, 1), (0.5, 0.5, 30)):
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        sched = lr_scheduler.LinearLR(
-            opt, start_factor=start, end_factor=end, total_iters=duration
-        )
+        sched = lr_scheduler.LinearLR(opt, start_factor=start, end_factor=end, total_iters=duration)
         expected = []
         for _ in range(STEPS):
             expected.append(float(opt.param_groups[0]["lr"]))
