@@ -22,7 +22,8 @@ class RecordingQueue(Queue):
     url = "memory://"
 
     def __init__(self, job: Job | None, complete: bool = True, fail: str = "queued") -> None:
-        self.job, self.calls = job, []
+        self.job = job
+        self.calls: list[tuple[Any, ...]] = []
         self.beats: list[tuple[float, str, str, float]] = []
         self._complete, self._fail = complete, fail
         self.lock = threading.Lock()
