@@ -227,7 +227,8 @@ def peeking_false_positive_rates(
 
     Visitors: ``rng = np.random.default_rng(seed)``; ``a = rng.random((n_experiments,
     n_per_arm)) < rate``, then ``b`` the same way. Peeks at ``peek_every, 2 * peek_every, ...``
-    up to ``n_per_arm``; the last look is always at ``n_per_arm``.
+    below ``n_per_arm``, and a last look at ``n_per_arm``. Raises ``ValueError`` naming the
+    value when a count is below 1.
     """
     if peek_every < 1 or n_per_arm < 1 or n_experiments < 1:
         raise ValueError(
@@ -237,7 +238,7 @@ def peeking_false_positive_rates(
     rng = np.random.default_rng(seed)
     a = rng.random((n_experiments, n_per_arm)) < rate
     b = rng.random((n_experiments, n_per_arm)) < rate
-    looks = sorted({*range(peek_every, n_per_arm + 1, peek_every), n_per_arm})
+    looks = [*range(peek_every, n_per_arm, peek_every), n_per_arm]
     sa = np.cumsum(a, axis=1)[:, np.array(looks) - 1]
     sb = np.cumsum(b, axis=1)[:, np.array(looks) - 1]
     n = np.array(looks, dtype=np.float64)

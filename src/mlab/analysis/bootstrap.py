@@ -52,7 +52,9 @@ def bootstrap_ci(
     ``(2 * mean - high, 2 * mean - low)``. ``"BCa"``: bias-corrected and accelerated
     (Efron & Tibshirani eq. 14.10-14.15): the quantile levels move by the bias ``z0`` (the
     share of resampled means below the sample mean, ties counted half) and the acceleration
-    ``a`` (from the jackknife means). Equal to ``scipy.stats.bootstrap((x,), np.mean,
+    ``a`` (from the jackknife means; for the mean it is
+    ``sum(dev**3) / (6 * sum(dev**2) ** 1.5)`` with ``dev = x - mean(x)``). The means are
+    computed in float64 whatever ``x``'s dtype. Equal to ``scipy.stats.bootstrap((x,), np.mean,
     confidence_level=confidence, n_resamples=n_resamples, rng=seed, method=method)``.
     Raises ``ValueError`` for fewer than 2 values or a confidence outside (0, 1).
     """
@@ -74,9 +76,10 @@ def bootstrap_ci(
             2 * n_resamples
         )
         z0 = stats.norm.ppf(below)
-        jackknife = (x.sum() - x) / (len(x) - 1)  # the mean without each value in turn
-        u = (len(x) - 1) * (jackknife.mean() - jackknife)
-        accel = (u**3).sum() / len(x) ** 3 / ((u**2).sum() / len(x) ** 2) ** 1.5 / 6
+        # The jackknife means (x.sum() - x) / (n - 1) differ from their mean by
+        # -(x - mean) / (n - 1): Efron's acceleration reduces to the skew of x.
+        dev = x - theta
+        accel = (dev**3).sum() / (6 * (dev**2).sum() ** 1.5)
         levels = []
         for z in (stats.norm.ppf(alpha), -stats.norm.ppf(alpha)):
             levels.append(float(stats.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))))

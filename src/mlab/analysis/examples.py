@@ -28,7 +28,6 @@ def worst_examples(losses: Float[Array, " n"], k: int) -> list[int]:
     >>> worst_examples(np.array([0.1, 2.0, 0.5, 2.0]), 3)
     [1, 3, 2]
     """
-    losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim != 1:
         raise ShapeError(f"losses has shape {losses.shape}: pass one loss per example (1-D)")
     if k < 0:

@@ -51,9 +51,10 @@ def paired_t_test(a: Float[Array, " n"], b: Float[Array, " n"]) -> tuple[float, 
     where ``s`` is the standard deviation of ``d`` with ``n - 1`` in the denominator; the
     p-value is the chance that a t-distributed variable with ``n - 1`` degrees of freedom
     is at least ``|t|`` away from 0: ``2 * scipy.stats.t.sf(abs(t), n - 1)``.
-    When every difference is the same, ``s = 0``: return ``(nan, nan)`` when they are all
-    zero and ``(+-inf, 0.0)`` otherwise, as scipy does. Raise ``ValueError`` for n < 2
-    (and ``ShapeError`` for arrays that do not pair up).
+    When every difference is the same, ``s = 0``: the result is ``(nan, nan)`` when they
+    are all zero and ``(+-inf, 0.0)`` otherwise, as scipy has it (NumPy's float64 division
+    gives exactly that). Raise ``ValueError`` for n < 2 (and ``ShapeError`` for arrays that
+    do not pair up).
 
     >>> paired_t_test(np.array([2.0, 3.0, 5.0]), np.array([1.0, 1.0, 2.0]))[0]
     3.4641016151377544
@@ -62,11 +63,8 @@ def paired_t_test(a: Float[Array, " n"], b: Float[Array, " n"]) -> tuple[float, 
     n = len(d)
     if n < 2:
         raise ValueError(f"n={n} pairs: a t-test needs at least 2 to estimate the spread")
-    mean = d.mean()
-    sd = d.std(ddof=1)
-    if sd == 0:
-        return (math.nan, math.nan) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
-    t = mean / (sd / math.sqrt(n))
+    with np.errstate(divide="ignore", invalid="ignore"):  # s = 0: inf or nan, as scipy
+        t = d.mean() / (d.std(ddof=1) / np.sqrt(n))
     return float(t), float(2 * stats.t.sf(abs(t), n - 1))
 
 

@@ -182,6 +182,18 @@ def bootstrap_matches_scipy(ns: Namespace) -> None:
             atol=ATOL,
             what="(low, high)",
         )
+    with case("float32 values: the means are taken in float64"):
+        x32 = samples["15 skewed values"].astype(np.float32)
+        ci = stats.bootstrap(
+            (x32.astype(np.float64),), np.mean, n_resamples=999, rng=5, method="BCa"
+        ).confidence_interval
+        assert_close(
+            ns.bootstrap_ci(x32, n_resamples=999, seed=5, method="BCa"),
+            (float(ci.low), float(ci.high)),
+            rtol=RTOL,
+            atol=ATOL,
+            what="(low, high)",
+        )
 
 
 @check("bootstrap_ci")
@@ -205,6 +217,7 @@ def welch_matches_ttest_ind(ns: Namespace) -> None:
         "2 and 2 values": (np.array([1.0, 2.0]), np.array([0.5, 4.0])),
         "10 and 31 values, different spreads": (rng.normal(0, 1, 10), rng.normal(0.4, 3, 31)),
         "40 and 5 values (ties)": (np.round(rng.normal(0, 2, 40)), np.round(rng.normal(1, 1, 5))),
+        "equal spreads": (np.array([0.0, 2.0]), np.array([1.0, 3.0, 1.0, 3.0])),
         "both constant, equal means": (np.ones(3), np.ones(4)),
         "both constant, different means": (np.ones(3), np.full(4, 2.0)),
         "one constant": (np.ones(5), np.array([0.0, 1.0, 3.0])),
@@ -216,3 +229,5 @@ def welch_matches_ttest_ind(ns: Namespace) -> None:
     for a, b in ((np.ones(1), np.ones(4)), (np.arange(4.0), np.ones(1))):
         with case(f"{len(a)} and {len(b)} values"):
             assert_raises(ns.welch_t_test, a, b, exc=ValueError)
+    with case("a of shape (3, 2)"):
+        assert_raises(ns.welch_t_test, np.ones((3, 2)), np.arange(4.0), exc=ShapeError)
