@@ -21,6 +21,7 @@ import difflib
 import random
 import sys
 import time
+import tokenize
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,7 +428,7 @@ def parse_dqn_config(text: str) -> DQNConfig:
     gin.clear_config()
     try:
         gin.parse_config(text)
-    except (ValueError, SyntaxError) as err:
+    except (ValueError, SyntaxError, tokenize.TokenError) as err:
         raise ConfigError(f"the config does not parse: {err}") from None
     cfg: DQNConfig = _registered["DQNConfig"]()
     return cfg
