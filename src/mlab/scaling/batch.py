@@ -77,7 +77,7 @@ def critical_batch_size(
         )
     x, y = 1 / batch_sizes.double(), steps.double()
     xm, ym = x.mean(), y.mean()
-    slope = ((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum()
+    slope = ((x - xm) * y).sum() / ((x - xm) ** 2).sum()
     s_min = float(ym - slope * xm)
     if s_min <= 0:
         raise ValueError(

@@ -7,20 +7,21 @@ fit ``L(N) = (N_c / N)**alpha_N`` (no floor) to non-embedding parameter counts; 
 ``L(N, D) = E + A / N**alpha + B / D**beta``: the floor ``E`` is the loss no model reaches (the
 entropy of text). One variable at a time that is our ``a * N**-alpha + c``.
 
-The fit is *variable projection*: for a fixed ``alpha`` the model is linear in ``(a, c)``, so
-the best ``a`` and ``c`` are a straight-line regression of the losses on ``N**-alpha``; what
-is left is a one-dimensional search over ``alpha`` (a grid, then golden-section refinement).
+The fit is *variable projection* (Golub & Pereyra, 1973): for a fixed ``alpha`` the model is
+linear in ``(a, c)``, so the best ``a`` and ``c`` are a straight-line regression of the losses
+on ``N**-alpha``; what is left is a one-dimensional search over ``alpha`` (Brent's bounded
+method, ``scipy.optimize.minimize_scalar``).
 No starting point to guess, no local minimum in ``(a, c)``: the same least-squares problem as
 ``scipy.optimize.curve_fit`` solves, solved more robustly.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
+from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from mlab.errors import ShapeError
@@ -33,8 +34,6 @@ __all__ = [
     "percentile_interval",
     "power_law",
 ]
-
-GOLDEN = (math.sqrt(5) - 1) / 2  # 0.618...
 
 
 @dataclass(frozen=True)
@@ -86,51 +85,36 @@ def fit_power_law(
     n: Float[Tensor, " points"], loss: Float[Tensor, " points"], max_alpha: float = 3.0
 ) -> PowerLawFit:
     """Fit ``loss ~ a * n**-alpha + c`` by least squares (minimise the sum of squared
-    residuals ``sse``) with ``0 < alpha <= max_alpha``; return a :class:`PowerLawFit`.
+    residuals ``sse``) with ``1e-3 <= alpha <= max_alpha``; return a :class:`PowerLawFit`.
 
-    Variable projection: work in float64 with ``x = (n / n0)**-alpha``, where ``n0`` is the
-    geometric mean of ``n`` (so ``x`` stays near 1 whatever the units). For a fixed
-    ``alpha``, ``(slope, intercept)`` of :func:`line_fit` of ``loss`` on ``x`` are the best
-    ``a / n0**alpha`` and ``c``, and its ``sse`` is the profile ``sse(alpha)``. Evaluate
-    ``sse`` on 200 log-spaced alphas from ``1e-3`` to ``max_alpha``
-    (``torch.logspace(-3, log10(max_alpha), 200)``, all at once: ``line_fit`` takes one row
-    of ``x`` per alpha); around the best one, bracket between its grid neighbours (clamped to
-    the grid's ends) and refine by golden-section search for 60 iterations. Return
-    ``a = slope * n0**alpha`` (back in ``n``'s units), ``alpha`` (the bracket's middle),
-    ``c`` and the ``sse`` there.
+    Variable projection: for a fixed ``alpha`` the model is a straight line in
+    ``x = n**-alpha``, so :func:`line_fit` of ``loss`` on ``x`` gives the best ``a`` (its
+    slope) and ``c`` (its intercept), and its ``sse`` is the profile ``sse(alpha)``. Minimise
+    that one-dimensional function with
+    ``scipy.optimize.minimize_scalar(sse, bounds=(1e-3, max_alpha), method="bounded",
+    options={"xatol": 1e-10})``; then return ``a``, ``alpha``, ``c`` and ``sse`` at the
+    ``alpha`` it found. Work in float64 whatever the inputs' dtype.
 
     Raise ``ShapeError`` unless ``n`` and ``loss`` are 1-d of the same length, and
     ``ValueError`` when a size is not positive or fewer than 3 sizes are distinct.
 
     >>> n = torch.tensor([1e3, 1e4, 1e5, 1e6])
     >>> fit = fit_power_law(n, 5.0 * n**-0.3 + 1.5)
-    >>> round(fit.alpha, 6), round(fit.a, 4), round(fit.c, 6)
-    (0.3, 5.0, 1.5)
+    >>> round(fit.a, 4), round(fit.alpha, 6), round(fit.c, 6)
+    (5.0, 0.3, 1.5)
     """
     _check_points(n, loss)
     n, loss = n.double(), loss.double()
-    n0 = n.log().mean().exp()
 
     def sse(alpha: float) -> float:
-        return float(line_fit((n / n0) ** -alpha, loss)[2])
+        return float(line_fit(n**-alpha, loss)[2])
 
-    grid = torch.logspace(-3, math.log10(max_alpha), 200, dtype=torch.float64)
-    best = int(line_fit((n / n0) ** -grid[:, None], loss)[2].argmin())
-    lo, hi = float(grid[max(best - 1, 0)]), float(grid[min(best + 1, len(grid) - 1)])
-    x1, x2 = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
-    f1, f2 = sse(x1), sse(x2)
-    for _ in range(60):
-        if f1 < f2:
-            hi, x2, f2 = x2, x1, f1
-            x1 = hi - GOLDEN * (hi - lo)
-            f1 = sse(x1)
-        else:
-            lo, x1, f1 = x1, x2, f2
-            x2 = lo + GOLDEN * (hi - lo)
-            f2 = sse(x2)
-    alpha = (lo + hi) / 2
-    slope, intercept, err = line_fit((n / n0) ** -alpha, loss)
-    return PowerLawFit(float(slope) * float(n0) ** alpha, alpha, float(intercept), float(err))
+    best = minimize_scalar(
+        sse, bounds=(1e-3, max_alpha), method="bounded", options={"xatol": 1e-10}
+    )
+    alpha = float(best.x)
+    slope, intercept, err = line_fit(n**-alpha, loss)
+    return PowerLawFit(float(slope), alpha, float(intercept), float(err))
 
 
 def bootstrap_power_law(
