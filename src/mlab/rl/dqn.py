@@ -126,4 +126,5 @@ def dqn_update(
     nn.utils.clip_grad_norm_(q_net.parameters(), max_grad_norm)
     optimizer.step()
     chosen = q_values.detach().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-    return targets - chosen
+    td_errors: Tensor = targets - chosen
+    return td_errors

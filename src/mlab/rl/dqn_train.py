@@ -94,9 +94,13 @@ class DQNConfig:
         """Check every field's type and range; raise ConfigError naming the field and fix."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            kind = {int: int, float: (int, float), bool: bool, str: str}.get(
-                type(f.default) if f.default is not None else float  # type: ignore[arg-type]
-            )
+            kinds: dict[type, tuple[type, ...]] = {
+                int: (int,),
+                float: (int, float),
+                bool: (bool,),
+                str: (str,),
+            }
+            kind = kinds.get(type(f.default))
             if f.name == "hidden":
                 value = tuple(value) if isinstance(value, list) else value
                 self.hidden = value
@@ -111,7 +115,7 @@ class DQNConfig:
                 if value is not None and not isinstance(value, (int, float)):
                     raise ConfigError(f"target_return={value!r}: give a number or None")
             elif kind is not None and (
-                not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+                not isinstance(value, kind) or (bool not in kind and isinstance(value, bool))
             ):
                 raise ConfigError(
                     f"DQNConfig.{f.name}={value!r} is a {type(value).__name__}; "

@@ -24,7 +24,7 @@ truncation), so the optimal values above are exact for any ``gamma``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -36,14 +36,14 @@ __all__ = ["PROBES", "ProbeEnv", "make_probe", "probe_q_values"]
 class ProbeEnv(gym.Env[np.ndarray, int]):
     """The probe environment number ``probe`` (1 to 5; see the module docstring)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's name)
 
     def __init__(self, probe: int) -> None:
         if probe not in PROBES:
             raise ValueError(f"probe={probe}: there are probes {sorted(PROBES)}")
         self.probe = probe
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.action_space = spaces.Discrete(2 if probe in (4, 5) else 1)
+        self.action_space = spaces.Discrete(2 if probe in (4, 5) else 1)  # type: ignore[assignment]
         self._obs = 0.0
         self._t = 0
 

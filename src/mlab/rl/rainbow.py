@@ -123,6 +123,9 @@ class NoisyLinear(nn.Module):
     the mean weights (evaluation episodes are greedy and noise-free).
     """
 
+    eps_in: Tensor
+    eps_out: Tensor
+
     def __init__(self, in_features: int, out_features: int, sigma_0: float = 0.5) -> None:
         super().__init__()
         self.in_features, self.out_features, self.sigma_0 = in_features, out_features, sigma_0
@@ -197,6 +200,8 @@ class RainbowNetwork(nn.Module):
     logits when distributional; :meth:`q_values` always gives Q values.
     """
 
+    atoms: Tensor
+
     def __init__(
         self,
         obs_dim: int,
@@ -233,16 +238,17 @@ class RainbowNetwork(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         features = self.body(obs)
-        out = self.advantage(features).view(-1, self.n_actions, self.n_atoms)
+        out: Tensor = self.advantage(features).view(-1, self.n_actions, self.n_atoms)
         if self.value is not None:
             out = dueling_combine(self.value(features).view(-1, 1, self.n_atoms), out)
         return out if self.distributional else out.squeeze(-1)
 
     def q_values(self, obs: Tensor) -> Tensor:
-        out = self(obs)
+        out: Tensor = self(obs)
         if not self.distributional:
             return out
-        return (out.softmax(dim=-1) * self.atoms).sum(dim=-1)
+        q: Tensor = (out.softmax(dim=-1) * self.atoms).sum(dim=-1)
+        return q
 
 
 def rainbow_update(
@@ -281,7 +287,7 @@ def rainbow_update(
         loss = dqn_loss(out, batch.actions, target, batch.weights)
         priorities = (target - out.detach()[rows, batch.actions]).abs()
     optimizer.zero_grad()
-    loss.backward()  # type: ignore[no-untyped-call]
+    loss.backward()
     nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
     optimizer.step()
     return loss.detach(), priorities

@@ -212,7 +212,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree.update(np.array([self.next_slot]), np.array([self.max_priority**self.alpha]))
         super().add(obs, action, reward, next_obs, discount)
 
-    def sample(self, batch_size: int, beta: float = 0.4) -> Transitions:  # type: ignore[override]
+    def sample(self, batch_size: int, beta: float = 0.4) -> Transitions:
         if batch_size > self.size:
             raise ValueError(
                 f"sampling {batch_size} transitions from a buffer holding {self.size}: "
