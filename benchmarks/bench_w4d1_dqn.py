@@ -4,12 +4,12 @@
   steps) on CartPole-v1, for DQN and for our chosen Rainbow combination (double + dueling +
   3-step), over 5 seeds each, capped at 150k steps; every seed is reported, failures too.
   Anchor: CleanRL's DQN reaches it around 270-300k steps; our goal is <= 150k.
-- An ablation: each part added to DQN on its own (2 seeds on CartPole, 1 on Acrobot-v1,
-  Acrobot capped at 50k steps), with the wall-clock time per 10k environment steps.
+- An ablation: each part added to DQN on its own (seed 0 on CartPole and on Acrobot-v1,
+  Acrobot for 30k steps), with the wall-clock time per 10k environment steps.
 
 The runs go to ``build/bench_w4d1/`` in a pool of worker processes (``nice -n 10``, one torch
 thread each); a finished run is never rerun (its result is in ``results.jsonl``) and a killed
-one resumes from its checkpoint. ``python -m benchmarks.bench_w4d1_dqn --workers 2`` runs
+one resumes from its checkpoint. ``python -m benchmarks.bench_w4d1_dqn --workers 3`` runs
 everything (hours on two busy cores); ``--summary`` only prints the tables and draws the
 figures from what is there. ``make bench`` runs a smoke version (``main``: two short runs).
 """
@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path("build/bench_w4d1")
 IMAGES = Path("docs/images")
 SEEDS = (0, 1, 2, 3, 4)
+ABLATION_SEEDS = 1  # CartPole seeds per single-part variant (2 shared cores: hours per seed)
 BEST = {"double": True, "dueling": True, "n_step": 3}
 PARTS: dict[str, dict[str, Any]] = {
     "DQN": {},
@@ -43,7 +44,7 @@ PARTS: dict[str, dict[str, Any]] = {
 ENVS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"total_steps": 150_000, "stop_when_solved": True},
     "Acrobot-v1": {
-        "total_steps": 50_000,
+        "total_steps": 30_000,
         "target_return": -100.0,
         "v_min": -100.0,
         "v_max": 0.0,
@@ -53,11 +54,12 @@ ENVS: dict[str, dict[str, Any]] = {
 
 def jobs() -> list[tuple[str, str, int, dict[str, Any]]]:
     """(label, env, seed, overrides), most important first."""
-    out = [("DQN", "CartPole-v1", s, {}) for s in SEEDS]
+    out = [("DQN", "CartPole-v1", s, {}) for s in SEEDS[:2]]
     out += [("best (double+dueling+3-step)", "CartPole-v1", s, BEST) for s in SEEDS]
+    out += [("DQN", "CartPole-v1", s, {}) for s in SEEDS[2:]]
     for label, parts in PARTS.items():
         if label not in ("DQN", "best (double+dueling+3-step)"):
-            out += [(label, "CartPole-v1", s, parts) for s in SEEDS[:2]]
+            out += [(label, "CartPole-v1", s, parts) for s in SEEDS[:ABLATION_SEEDS]]
     out += [(label, "Acrobot-v1", 0, parts) for label, parts in PARTS.items()]
     return out
 
@@ -74,7 +76,7 @@ def run_job(job: tuple[str, str, int, dict[str, Any]], root: Path = ROOT) -> dic
     from mlab.rl.dqn_plots import eval_curve
     from mlab.rl.dqn_train import DQNConfig, train_dqn
 
-    os.nice(10)
+    os.nice(max(0, 10 - os.nice(0)))  # nice 10, not 10 more when started with nice -n 10
     torch.set_num_threads(1)
     label, env, seed, parts = job
     run_dir = root / _slug(label, env, seed)
@@ -144,7 +146,7 @@ def summary(root: Path = ROOT) -> str:
     lines += [
         "",
         "| part | CartPole: steps to 475 (seeds) | CartPole s/10k steps "
-        "| Acrobot: best eval return (50k) | Acrobot s/10k steps |",
+        "| Acrobot: best eval return (30k) | Acrobot s/10k steps |",
         "|---|---|---|---|---|",
     ]
     for label in PARTS:
@@ -236,7 +238,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--summary", action="store_true", help="tables and figures only")
     args = parser.parse_args()
     if not args.summary:

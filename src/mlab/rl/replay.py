@@ -115,10 +115,10 @@ class SumTree:
     smallest power of two >= ``capacity``; node 1 is the root, node ``i``'s children are
     ``2i`` and ``2i + 1``, leaf ``j`` is node ``self.leaves + j`` (node 0 is unused).
 
-    - ``update(indices, priorities)``: set those leaves (numpy arrays; an index may repeat:
-      the last priority given wins, as in a loop) and recompute every ancestor's sum.
+    - ``update(indices, priorities)``: set those leaves (numpy arrays or lists; an index may
+      repeat: the last priority given wins, as in a loop) and recompute every ancestor's sum.
     - ``total()``: the sum of all priorities (the root).
-    - ``find(values)``: for each value ``v`` in ``[0, total())``, the leaf ``j`` whose
+    - ``find(values)`` (an array or a list): for each value ``v`` in ``[0, total())``, the leaf ``j`` whose
       interval ``[sum of leaves before j, sum of leaves up to j)`` holds ``v``: start at the
       root; if ``v`` < the left child's sum go left, else subtract it and go right; the leaf
       reached, minus ``self.leaves``, is ``j``. A leaf of priority 0 is never found.
@@ -136,7 +136,8 @@ class SumTree:
         self.tree = np.zeros(2 * self.leaves)
 
     def update(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Set the priorities of leaves ``indices`` and recompute their ancestors."""
+        """Set the priorities of leaves ``indices`` (arrays or lists) and recompute their
+        ancestors."""
         indices = np.asarray(indices, dtype=np.int64)
         priorities = np.asarray(priorities, dtype=np.float64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):

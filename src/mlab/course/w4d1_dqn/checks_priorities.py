@@ -68,12 +68,27 @@ def updates_keep_the_sums(ns: Namespace) -> None:
 
 
 @check("SumTree")
+def layout_and_plain_lists(ns: Namespace) -> None:
+    for capacity, leaves in ((1, 1), (5, 8), (8, 8), (9, 16)):
+        tree = ns.SumTree(capacity)
+        with case(f"capacity {capacity}: {leaves} leaves, nodes 1 .. {2 * leaves - 1}"):
+            assert_equal(tree.tree.shape, (2 * leaves,), what="tree.tree's shape")
+            tree.update(list(range(capacity)), [1.0] * capacity)
+            assert_close(float(tree.tree[1]), float(capacity), what="the root, node 1")
+            assert_close(float(tree.tree[0]), 0.0, what="node 0 (unused)")
+    with case("indices, priorities and values as Python lists"):
+        tree = ns.SumTree(3)
+        tree.update([0, 2], [1.0, 3.0])
+        assert_equal(np.asarray(tree.find([0.5, 1.5, 3.9])).tolist(), [0, 2, 2], what="find")
+
+
+@check("SumTree")
 def sum_tree_errors(ns: Namespace) -> None:
     with case("capacity 0"):
         assert_raises(ns.SumTree, 0, exc=ValueError, match="0")
     tree = ns.SumTree(4)
     with case("a negative priority"):
-        assert_raises(tree.update, np.array([1]), np.array([-2.0]), exc=ValueError, match="-2")
+        assert_raises(tree.update, np.array([1]), np.array([-0.5]), exc=ValueError, match="-0.5")
     with case("index 4 in a tree of capacity 4"):
         assert_raises(tree.update, np.array([4]), np.array([1.0]), exc=ValueError, match="4")
     with case("index -1"):

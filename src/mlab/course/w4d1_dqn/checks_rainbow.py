@@ -180,6 +180,13 @@ def projection_matches_brute_force(ns: Namespace) -> None:
         expected = _brute_projection(probs, rewards, discounts, atoms51)
         assert_close(got.double(), expected, atol=1e-6, rtol=1e-5, what="projected probabilities")
         assert_close(got.sum(dim=1), torch.ones(20), atol=1e-5, what="row sums")
+    atoms = torch.linspace(-10.0, 3.1, 51)  # (v_max - v_min) / delta rounds to 50.0000038
+    probs = torch.rand(4, 51, generator=g).softmax(dim=1)
+    rewards, discounts = torch.tensor([20.0, 3.1, -0.2, 50.0]), torch.tensor([0.9, 0.0, 0.5, 1.0])
+    with case("51 atoms in [-10, 3.1], returns beyond v_max (b rounds above 50 in float32)"):
+        got = ns.categorical_projection(probs, rewards, discounts, atoms)
+        expected = _brute_projection(probs, rewards, discounts, atoms)
+        assert_close(got.double(), expected, atol=1e-5, rtol=1e-4, what="projected probabilities")
 
 
 @check("categorical_projection")
