@@ -118,10 +118,11 @@ class SumTree:
     - ``update(indices, priorities)``: set those leaves (numpy arrays or lists; an index may
       repeat: the last priority given wins, as in a loop) and recompute every ancestor's sum.
     - ``total()``: the sum of all priorities (the root).
-    - ``find(values)`` (an array or a list): for each value ``v`` in ``[0, total())``, the leaf ``j`` whose
-      interval ``[sum of leaves before j, sum of leaves up to j)`` holds ``v``: start at the
-      root; if ``v`` < the left child's sum go left, else subtract it and go right; the leaf
-      reached, minus ``self.leaves``, is ``j``. A leaf of priority 0 is never found.
+    - ``find(values)`` (an array or a list): for each value ``v`` in ``[0, total())``, the
+      leaf ``j`` whose interval ``[sum of leaves before j, sum of leaves up to j)`` holds
+      ``v``: start at the root; if ``v`` < the left child's sum go left, else subtract it
+      and go right; the leaf reached, minus ``self.leaves``, is ``j``. A leaf of priority 0
+      is never found.
       Vectorised over ``values``: one pass per tree level, not per value.
 
     Raise ``ValueError`` for ``capacity`` < 1, an index outside ``[0, capacity)``, or a
