@@ -217,7 +217,7 @@ def welch_matches_ttest_ind(ns: Namespace) -> None:
         "2 and 2 values": (np.array([1.0, 2.0]), np.array([0.5, 4.0])),
         "10 and 31 values, different spreads": (rng.normal(0, 1, 10), rng.normal(0.4, 3, 31)),
         "40 and 5 values (ties)": (np.round(rng.normal(0, 2, 40)), np.round(rng.normal(1, 1, 5))),
-        "equal spreads": (np.array([0.0, 2.0]), np.array([1.0, 3.0, 1.0, 3.0])),
+        "equal spreads (va = vb)": (np.array([0.0, 2.0]), np.array([1.0, 3.0])),
         "both constant, equal means": (np.ones(3), np.ones(4)),
         "both constant, different means": (np.ones(3), np.full(4, 2.0)),
         "one constant": (np.ones(5), np.array([0.0, 1.0, 3.0])),
