@@ -50,6 +50,7 @@ lint: setup
 	$(BIN)/mypy src/mlab
 
 bench: setup
+	$(BIN)/python -m pip install --quiet "rq==3.0.0"  # the bench extra: w3d2 compares with RQ
 	$(BIN)/python -m benchmarks
 
 # Fails on any warning (a broken link, a missing page). Works from the files: no server.

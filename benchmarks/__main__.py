@@ -20,6 +20,7 @@ from benchmarks import (
     bench_w2d4_sampling,
     bench_w2d5_deberta,
     bench_w3d1_loop,
+    bench_w3d2_search,
 )
 from benchmarks.common import run
 
@@ -39,6 +40,7 @@ BENCHMARKS = [
     bench_w2d4_sampling,
     bench_w2d5_deberta,
     bench_w3d1_loop,
+    bench_w3d2_search,
 ]
 
 
