@@ -313,3 +313,16 @@ def test_an_unknown_preset_lists_the_presets(capsys: pytest.CaptureFixture[str])
     assert main(["cartpole_dq"]) == 2
     assert "cartpole_dqn" in capsys.readouterr().err
     assert isinstance(make_env("probe2").reset(seed=0)[0], np.ndarray)
+
+
+def test_help_says_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("Usage: mlab rl dqn")
+
+
+def test_a_bad_env_leaves_no_run_folder(tmp_path: Path) -> None:
+    assert (
+        main(["probe", "--bind", 'DQNConfig.env = "Pendulum-v1"', "--runs-dir", str(tmp_path)]) == 2
+    )
+    assert not any(tmp_path.iterdir())

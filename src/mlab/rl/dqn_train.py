@@ -483,6 +483,7 @@ def run(
         if (run_dir / "checkpoints").is_dir():
             raise ConfigError(f"{run_dir} already holds a run: --resume {run_dir}, or --name")
     cfg = parse_dqn_config(text)
+    make_env(cfg.env).close()  # an unknown id or a continuous action space: before any folder
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.gin").write_text(text)
     import gin
@@ -503,7 +504,11 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``mlab rl dqn``: returns the exit status (0, or 2 with a message for a bad config)."""
-    parser = argparse.ArgumentParser(prog="mlab rl dqn", description=__doc__)
+    from mlab.train.main import _HelpFormatter  # "Usage:", as every mlab command says
+
+    parser = argparse.ArgumentParser(
+        prog="mlab rl dqn", description=__doc__, formatter_class=_HelpFormatter
+    )
     parser.add_argument("config", nargs="?", help=f"a .gin file or a preset: {', '.join(PRESETS)}")
     parser.add_argument("--bind", action="append", default=[], help="'DQNConfig.field = value'")
     parser.add_argument("--resume", metavar="RUN", help="continue this run folder")
