@@ -36,8 +36,8 @@ def rlhf(
     target_kl: Annotated[
         float | None, typer.Option(help="Adaptive beta aiming at this KL (nats/continuation).")
     ] = None,
-    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 60,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 5e-5,
+    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 45,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 2e-4,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,

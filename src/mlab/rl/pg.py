@@ -124,7 +124,7 @@ def train_bandit(
         optimizer.step()
         running = 0.9 * running + 0.1 * float(reward.mean())
         result.mean_reward.append(float(reward.mean()))
-        result.best_arm_prob.append(float(log_probs[best].exp()))
+        result.best_arm_prob.append(float(log_probs[best].detach().exp()))
     return result
 
 

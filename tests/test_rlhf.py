@@ -1,0 +1,131 @@
+"""w4d2's library: REINFORCE on the bandit and the probes, PPO on CartPole (a smoke run), the
+LM pieces against transformers' GPT-2 (left-padded batches scored row by row, unpadded), and
+a tiny PPO run whose reward rises on an easy reward. The course's Shakespeare model is never
+needed: the models here are tiny and random."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from torch import Tensor
+
+from mlab.course.w2d4_sampling.hf_reference import model_pair
+from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
+from mlab.rl.kl import exact_kl
+from mlab.rl.lm_policy import PolicyWithValue, left_pad_prompts, response_log_probs
+from mlab.rl.lm_ppo import RLHFConfig, rollout, train_rlhf
+from mlab.rl.lm_value import TokenValue, best_of_n, best_of_n_kl, value_guided_decode
+from mlab.rl.pg import Bandit, train_bandit, train_probe
+from mlab.rl.ppo import CartPoleConfig, train_cartpole
+from mlab.rl.sentiment import sentiment_scores
+
+
+class DigitTokenizer:
+    """Token i is the text "<i> "; enough for decode and a reward on the text."""
+
+    vocab_size = 16
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in text.split()]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(f"{i} " for i in ids)
+
+
+def count_sevens(texts: list[str]) -> Tensor:
+    """The easy reward: the share of the continuation's tokens that are 7."""
+    return torch.tensor([t.split().count("7") / max(1, len(t.split())) for t in texts])
+
+
+def tiny_model(seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=16, n_positions=32, n_embd=32, n_layer=1, n_head=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.mark.parametrize("task", ["context", "delayed"])
+def test_reinforce_solves_the_probes(task: str) -> None:
+    result = train_probe(task, updates=100, batch=32)
+    assert sum(result.mean_reward[-10:]) / 10 > 0.95, result.mean_reward[-10:]
+
+
+def test_reinforce_finds_the_best_arm() -> None:
+    result = train_bandit(Bandit(torch.tensor([0.0, 0.5, 1.0, 0.2])), updates=200, seed=0)
+    assert result.best_arm_prob[-1] > 0.9
+    assert sum(result.mean_reward[-20:]) / 20 > 0.85
+
+
+def test_cartpole_smoke() -> None:
+    result = train_cartpole(CartPoleConfig(total_steps=1024, seed=0))
+    assert result.returns and all(1 <= r <= 500 for r in result.returns)
+
+
+def test_left_padded_batch_scores_like_hf_row_by_row() -> None:
+    hf, ours = model_pair(seed=3, vocab_size=40)
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    ids, mask = left_pad_prompts(prompts, pad_token_id=1)
+    policy = PolicyWithValue(ours)
+    g = torch.Generator().manual_seed(0)
+    batch = rollout(policy, ours, DigitTokenizer(), prompts, 6, g, score_fn=count_sevens)
+    assert batch.prompt_len == ids.shape[1] == 5
+    assert torch.equal(batch.sequences[:, :5].masked_fill(mask == 0, 1), ids)
+    for row, prompt in enumerate(prompts):
+        seq = torch.cat([torch.tensor(prompt), batch.sequences[row, 5:]])[None]
+        with torch.no_grad():
+            logits = hf(seq).logits
+        want = response_log_probs(logits, seq, len(prompt))[0]
+        torch.testing.assert_close(batch.log_p[row], want, atol=1e-5, rtol=1e-5)
+    # the policy starts as the reference: ratios 1, KL 0
+    torch.testing.assert_close(batch.log_p, batch.log_ref)
+    torch.testing.assert_close(batch.exact_kl, torch.zeros(3), atol=1e-6, rtol=0)
+
+
+def test_ppo_raises_an_easy_reward() -> None:
+    lines = [[random.Random(i).randrange(16) for _ in range(8)] for i in range(50)]
+    config = RLHFConfig(iterations=12, batch=32, minibatch=16, epochs=2, gen_len=6, lr=3e-3)
+    config.beta = 0.01
+    _, result = train_rlhf(tiny_model(), DigitTokenizer(), lines, config, score_fn=count_sevens)
+    start, end = result.score[0], sum(result.score[-3:]) / 3
+    assert end > start + 0.25, result.score
+    assert result.kl[-1] > 0.1 and result.exact_kl[-1] > 0.1
+    assert result.exact_kl[0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_best_of_n_kl_and_scores() -> None:
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+    g = torch.Generator().manual_seed(0)
+    prompts = [[1, 2], [3]]
+    one, _ = best_of_n(tiny_model(), DigitTokenizer(), prompts, 1, 5, g, count_sevens)
+    many, texts = best_of_n(tiny_model(), DigitTokenizer(), prompts, 16, 5, g, count_sevens)
+    assert (many >= one).all() and len(texts) == 2
+    torch.testing.assert_close(count_sevens(texts), many)
+
+
+def test_value_guided_decoding_kl() -> None:
+    model, g = tiny_model(), torch.Generator().manual_seed(0)
+    value = TokenValue(16)
+    prompts = [[1, 2, 3], [4]]
+    tokens, kl = value_guided_decode(model, value, prompts, 5, g, tau=0.1)
+    assert tokens.shape == (2, 5)
+    torch.testing.assert_close(kl, torch.zeros(2), atol=1e-5, rtol=0)  # V constant: no tilt
+    with torch.no_grad():
+        value.w[7] = 3.0
+    tokens, kl = value_guided_decode(model, value, prompts, 5, g, tau=0.1)
+    # the first 7 already reaches tanh(3) = 0.995: after it, no token adds value
+    assert (kl > 0.5).all() and (tokens[:, 0] == 7).all()
+
+
+def test_exact_kl_of_tilted_distribution_matches_by_hand() -> None:
+    p = torch.tensor([0.5, 0.25, 0.25]).log()
+    q = torch.tensor([0.25, 0.25, 0.5]).log()
+    want = 0.5 * math.log(2) + 0.25 * math.log(0.5)
+    assert float(exact_kl(p, q)) == pytest.approx(want)
+
+
+def test_vader_scores() -> None:
+    scores = sentiment_scores(["O happy day, sweet love!", "the king is dead", "the table"])
+    assert scores[0] > 0.5 and scores[1] < -0.3 and scores[2] == 0.0
