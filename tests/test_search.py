@@ -152,6 +152,26 @@ def test_a_bad_job_fails_itself_not_the_worker(queue: Queue) -> None:
     assert [j.id for j in queue.results()] == [good.id]
 
 
+def test_a_training_job_with_a_misspelt_binding_fails_with_the_message(
+    queue: Queue, tmp_path: Path
+) -> None:
+    from mlab.search.worker import runner_for
+
+    job = JobSpec("s", {}, "train.model = @mlp\nAdamW.lrr = 1e-3\n", 2, "train")
+    queue.submit([job])
+    runner = runner_for("train", tmp_path / "runs")
+    assert (
+        run_one_job_from_queue(queue, runner, "w", retry_base_s=0.01, retry_cap_s=0.01) == "queued"
+    )
+    poll(lambda: run_one_job_from_queue(queue, runner, "w") == "dead")
+    (dead,) = queue.dead()
+    assert (
+        "ConfigError: binding 'AdamW.lrr =': AdamW has no parameter 'lrr'; did you mean 'lr'?"
+        in (dead.error or "")
+    )
+    assert queue.unfinished() == 0
+
+
 def test_run_one_job_from_queue_beats_while_the_job_runs(queue: Queue) -> None:
     queue.submit(specs(1))
     beats: list[float] = []

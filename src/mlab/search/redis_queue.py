@@ -263,5 +263,14 @@ class RedisQueue(Queue):
         jobs = self._read_many([str(i) for i in ids])
         return [j for j in jobs if search is None or j.search == search]
 
+    def unfinished(self) -> int:
+        def count() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            for key in ("ready", "delayed", "running"):
+                pipe.zcard(f"{self.prefix}:{key}")
+            return sum(int(n) for n in pipe.execute())
+
+        return self._call("count", count)
+
     def close(self) -> None:
         self.client.close()
