@@ -9,7 +9,7 @@
 
 The runs go to ``build/bench_w4d1/`` in a pool of worker processes (``nice -n 10``, one torch
 thread each); a finished run is never rerun (its result is in ``results.jsonl``) and a killed
-one resumes from its checkpoint. ``python -m benchmarks.bench_w4d1_dqn --workers 3`` runs
+one resumes from its checkpoint. ``python -m benchmarks.bench_w4d1_dqn --workers 5`` runs
 everything (hours on two busy cores); ``--summary`` only prints the tables and draws the
 figures from what is there. ``make bench`` runs a smoke version (``main``: two short runs).
 """
@@ -42,9 +42,10 @@ PARTS: dict[str, dict[str, Any]] = {
     "best (double+dueling+3-step)": BEST,
 }
 ENVS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"total_steps": 150_000, "stop_when_solved": True},
+    "CartPole-v1": {"total_steps": 150_000, "stop_when_solved": True, "checkpoint_every": 5000},
     "Acrobot-v1": {
         "total_steps": 30_000,
+        "checkpoint_every": 5000,
         "target_return": -100.0,
         "v_min": -100.0,
         "v_max": 0.0,
@@ -238,7 +239,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=5)
     parser.add_argument("--summary", action="store_true", help="tables and figures only")
     args = parser.parse_args()
     if not args.summary:
