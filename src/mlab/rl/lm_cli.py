@@ -63,7 +63,9 @@ def rlhf(
 
 def rlhf_decode(
     out: Annotated[Path, typer.Option(help="Folder for decode.json.")],
-    prompts: Annotated[int, typer.Option(help="Prompts to decode.")] = 128,
+    prompts: Annotated[int, typer.Option(help="Prompts to decode.")] = 64,
+    samples: Annotated[int, typer.Option(help="Base-model samples to fit V on.")] = 1024,
+    max_n: Annotated[int, typer.Option(help="The largest n of best-of-n.")] = 16,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,
@@ -85,12 +87,14 @@ def rlhf_decode(
 
     lm, tokenizer, lines = _model(model)
     lm.eval()
-    value, error = train_prefix_value(lm, tokenizer, lines, gen_len=gen_len, seed=seed)
+    value, error = train_prefix_value(
+        lm, tokenizer, lines, samples=samples, gen_len=gen_len, seed=seed
+    )
     typer.echo(f"value function: held-out error {error:.2f} of the scores' variance")
     chosen = sample_prompts(lines, prompts, random.Random(seed + 1))
     g = torch.Generator().manual_seed(seed)
     rows: dict[str, Any] = {"value_error": error, "best_of_n": [], "value_guided": []}
-    for n in (1, 2, 4, 8, 16, 32):
+    for n in (n for n in (1, 2, 4, 8, 16, 32, 64) if n <= max_n):
         scores, texts = best_of_n(lm, tokenizer, chosen, n, gen_len, g)
         rows["best_of_n"].append(
             {"n": n, "score": float(scores.mean()), "kl": best_of_n_kl(n), "samples": texts[:4]}

@@ -42,9 +42,7 @@ def plot_frontier(runs: Path, out: Path) -> Path:
     for path in Path(runs).glob("*/decode.json"):
         d = json.loads(path.read_text())
         bon = d["best_of_n"]
-        front.plot(
-            [b["kl"] for b in bon], [b["score"] for b in bon], "k^-", label="best-of-n (n=1..32)"
-        )
+        front.plot([b["kl"] for b in bon], [b["score"] for b in bon], "k^-", label="best-of-n")
         vg = d["value_guided"]
         front.plot(
             [v["kl"] for v in vg],

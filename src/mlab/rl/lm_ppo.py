@@ -225,7 +225,7 @@ def train_rlhf(
 ) -> tuple[PolicyWithValue, RLHFResult]:
     """Tune a copy of ``model`` with PPO against ``score_fn`` minus the KL to ``model``
     (which stays frozen as the reference). With ``out``, writes ``metrics.jsonl`` (one
-    line per iteration) and ``result.json``."""
+    line per iteration) and ``result.json`` (rewritten after every iteration)."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     g = torch.Generator().manual_seed(config.seed)
@@ -265,8 +265,8 @@ def train_rlhf(
             }  # fmt: skip
             with (out / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(line) + "\n")
+            # every iteration, so an interrupted run keeps its samples
+            (out / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
         if on_iteration is not None:
             on_iteration(it, result)
-    if out is not None:
-        (out / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
     return policy, result
