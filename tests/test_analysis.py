@@ -153,7 +153,7 @@ def test_sample_size_is_evan_millers_published_equation() -> None:
         n = (za * sd1 + zb * sd2) ** 2 / delta**2
         assert ab.sample_size_exact(p, delta, alpha, pw) == pytest.approx(n, rel=1e-12)
         assert ab.sample_size(p, delta, alpha, pw) == math.floor(n + 0.5)
-        assert ab.power(p, delta, n, alpha) == pytest.approx(pw, rel=1e-9)
+        assert ab.statistical_power(p, delta, n, alpha) == pytest.approx(pw, rel=1e-9)
         if delta > 0:
             assert ab.minimum_detectable_effect(p, n, alpha, pw) == pytest.approx(delta, rel=1e-7)
 

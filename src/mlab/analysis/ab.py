@@ -1,8 +1,8 @@
 """A/B testing tools, as Evan Miller's pages offer them (evanmiller.org/ab-testing/).
 
 - :func:`sample_size`: visitors per variation to detect a change in a conversion rate
-  ("Sample Size Calculator"); :func:`power` and :func:`minimum_detectable_effect` solve the
-  same equation for the other unknowns.
+  ("Sample Size Calculator"); :func:`statistical_power` and
+  :func:`minimum_detectable_effect` solve the same equation for the other unknowns.
 - :func:`two_proportion_z_test` and :func:`chi_squared_test`: did the rates differ
   ("Chi-Squared Test"; for a 2x2 table chi-squared is the z statistic squared).
 - :func:`prob_b_beats_a`: the Bayesian chance that B's true rate exceeds A's, by sampling from
@@ -31,16 +31,14 @@ __all__ = [
     "chi_squared_test",
     "minimum_detectable_effect",
     "peeking_false_positive_rates",
-    "power",
     "prob_b_beats_a",
     "prob_b_beats_a_exact",
     "reflected_rate",
     "sample_size",
     "sample_size_exact",
+    "statistical_power",
     "two_proportion_z_test",
 ]
-
-Array = np.ndarray
 
 
 def reflected_rate(baseline: float, delta: float, alpha: float) -> float:
@@ -104,7 +102,7 @@ def sample_size(
     return math.floor(sample_size_exact(baseline, delta, alpha, power) + 0.5)
 
 
-def power(baseline: float, delta: float, n: float, alpha: float = 0.05) -> float:
+def statistical_power(baseline: float, delta: float, n: float, alpha: float = 0.05) -> float:
     """The power the sample-size equation promises with ``n`` visitors per variation: solve it
     for ``z_power`` and return ``Phi(z_power)``:
     ``Phi((|delta| sqrt(n) - z_{1-alpha/2} sd1) / sd2)``."""
@@ -155,7 +153,7 @@ def two_proportion_z_test(
     return z, float(2 * stats.norm.sf(abs(z)))
 
 
-def chi_squared_test(table: Int[Array, "rows cols"]) -> tuple[float, float]:
+def chi_squared_test(table: Int[np.ndarray, "rows cols"]) -> tuple[float, float]:
     """Pearson's chi-squared test of independence on a contingency table of counts:
     ``(chi2, p_value)``. Expected counts ``E = row_total * col_total / total``;
     ``chi2 = sum((O - E)**2 / E)`` with ``(rows - 1) (cols - 1)`` degrees of freedom;

@@ -21,23 +21,21 @@ from mlab.errors import ShapeError
 
 __all__ = ["bootstrap_ci", "bootstrap_means"]
 
-Array = np.ndarray
-
 
 def bootstrap_means(
-    x: Float[Array, " n"], n_resamples: int = 9999, seed: int = 0
-) -> Float[Array, " n_resamples"]:
+    x: Float[np.ndarray, " n"], n_resamples: int = 9999, seed: int = 0
+) -> Float[np.ndarray, " n_resamples"]:
     """The means of ``n_resamples`` bootstrap resamples of ``x``: resample ``r`` takes
     ``x[idx[r]]`` where ``idx = np.random.default_rng(seed).integers(0, n, (n_resamples,
     n))``, all drawn at once (the draws ``scipy.stats.bootstrap`` makes with ``rng=seed``)."""
     x = np.asarray(x, dtype=np.float64)
     idx = np.random.default_rng(seed).integers(0, len(x), (n_resamples, len(x)))
-    means: Array = x[idx].mean(axis=1)
+    means: np.ndarray = x[idx].mean(axis=1)
     return means
 
 
 def bootstrap_ci(
-    x: Float[Array, " n"],
+    x: Float[np.ndarray, " n"],
     confidence: float = 0.95,
     n_resamples: int = 9999,
     seed: int = 0,

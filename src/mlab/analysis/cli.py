@@ -13,7 +13,7 @@ __all__ = ["analyze_command"]
 
 
 def analyze_command(
-    run_a: Annotated[Path, typer.Argument(help="Run folder A (mlab train's runs/<name>).")],
+    run_a: Annotated[Path, typer.Argument(help="Run folder A, written by mlab train.")],
     run_b: Annotated[Path, typer.Argument(help="Run folder B, evaluated on the same examples.")],
     out: Annotated[
         Path | None, typer.Option(help="The HTML file to write (default: analysis-A-vs-B.html).")

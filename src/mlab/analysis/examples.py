@@ -16,10 +16,8 @@ from mlab.errors import ShapeError
 
 __all__ = ["largest_disagreements", "worst_examples"]
 
-Array = np.ndarray
 
-
-def worst_examples(losses: Float[Array, " n"], k: int) -> list[int]:
+def worst_examples(losses: Float[np.ndarray, " n"], k: int) -> list[int]:
     """The indices of the ``k`` largest losses, largest first; equal losses in index order
     (a stable ranking, so two runs of the analysis list the same examples). ``k`` larger than
     ``n``: all of them. Raises ``ValueError`` for a negative ``k`` or a NaN loss (a NaN would
@@ -39,7 +37,7 @@ def worst_examples(losses: Float[Array, " n"], k: int) -> list[int]:
 
 
 def largest_disagreements(
-    losses_a: Float[Array, " n"], losses_b: Float[Array, " n"], k: int
+    losses_a: Float[np.ndarray, " n"], losses_b: Float[np.ndarray, " n"], k: int
 ) -> list[int]:
     """The indices of the ``k`` examples whose losses under models A and B differ most
     (``|a - b|``), largest first, ties in index order, as :func:`worst_examples` ranks.

@@ -26,10 +26,10 @@ from mlab.errors import ShapeError
 
 __all__ = ["paired_differences", "paired_t_test", "wilcoxon_null_counts", "wilcoxon_signed_rank"]
 
-Array = np.ndarray
 
-
-def paired_differences(a: Float[Array, " n"], b: Float[Array, " n"]) -> Float[Array, " n"]:
+def paired_differences(
+    a: Float[np.ndarray, " n"], b: Float[np.ndarray, " n"]
+) -> Float[np.ndarray, " n"]:
     """``a - b`` in float64, after checking that ``a`` and ``b`` pair up: both 1-D, of one
     length, finite."""
     a64 = np.asarray(a, dtype=np.float64)
@@ -44,7 +44,7 @@ def paired_differences(a: Float[Array, " n"], b: Float[Array, " n"]) -> Float[Ar
     return a64 - b64
 
 
-def paired_t_test(a: Float[Array, " n"], b: Float[Array, " n"]) -> tuple[float, float]:
+def paired_t_test(a: Float[np.ndarray, " n"], b: Float[np.ndarray, " n"]) -> tuple[float, float]:
     """Student's paired t-test of "mean(a - b) = 0": return ``(t, p_value)``, two-sided.
 
     With the differences ``d = a - b`` (n of them, n >= 2), ``t = mean(d) / (s / sqrt(n))``
@@ -83,7 +83,7 @@ def wilcoxon_null_counts(n: int) -> list[int]:
 
 
 def wilcoxon_signed_rank(
-    a: Float[Array, " n"], b: Float[Array, " n"], method: str = "auto"
+    a: Float[np.ndarray, " n"], b: Float[np.ndarray, " n"], method: str = "auto"
 ) -> tuple[float, float]:
     """Wilcoxon's signed-rank test of "the differences ``a - b`` are symmetric about 0":
     return ``(statistic, p_value)``, two-sided, equal to ``scipy.stats.wilcoxon(a, b,

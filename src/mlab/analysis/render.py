@@ -16,11 +16,9 @@ from mlab.errors import ShapeError
 
 __all__ = ["image_grid_png", "png_data_uri", "token_loss_html"]
 
-Array = np.ndarray
-
 
 def image_grid_png(
-    images: Float[Array, "n height width"],
+    images: Float[np.ndarray, "n height width"],
     captions: Sequence[str],
     path: str | Path,
     columns: int = 8,
@@ -55,7 +53,7 @@ def image_grid_png(
 
 
 def token_loss_html(
-    tokens: Sequence[str], losses: Float[Array, " n"], vmax: float | None = None
+    tokens: Sequence[str], losses: Float[np.ndarray, " n"], vmax: float | None = None
 ) -> str:
     """The tokens as HTML ``<span>``s whose red background deepens with the token's loss (0 is
     white, ``vmax`` and above full red; default: the largest loss), with the loss in the

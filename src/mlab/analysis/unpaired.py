@@ -20,19 +20,18 @@ from scipy.stats import rankdata
 
 from mlab.errors import ShapeError
 
-__all__ = ["mann_whitney_u", "welch_t_test"]
-
-Array = np.ndarray
+__all__ = ["as_sample", "mann_whitney_u", "welch_t_test"]
 
 
-def _sample(x: Float[Array, " n"], name: str) -> Float[Array, " n"]:
+def as_sample(x: Float[np.ndarray, " n"], name: str) -> Float[np.ndarray, " n"]:
+    """``x`` as a float64 array, after checking it is 1-D (``ShapeError`` naming ``name``)."""
     x64 = np.asarray(x, dtype=np.float64)
     if x64.ndim != 1:
         raise ShapeError(f"{name} has shape {x64.shape}: pass a 1-D array of values")
     return x64
 
 
-def welch_t_test(a: Float[Array, " n_a"], b: Float[Array, " n_b"]) -> tuple[float, float]:
+def welch_t_test(a: Float[np.ndarray, " n_a"], b: Float[np.ndarray, " n_b"]) -> tuple[float, float]:
     """Welch's t-test of "mean(a) = mean(b)" for independent samples: ``(t, p_value)``,
     two-sided.
 
@@ -43,7 +42,7 @@ def welch_t_test(a: Float[Array, " n_a"], b: Float[Array, " n_b"]) -> tuple[floa
     has it when the means are equal, ``(+-inf, 0.0)`` otherwise. Raises ``ValueError``
     when a sample has fewer than 2 values.
     """
-    a, b = _sample(a, "a"), _sample(b, "b")
+    a, b = as_sample(a, "a"), as_sample(b, "b")
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"len(a)={len(a)}, len(b)={len(b)}: each sample needs at least 2")
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
@@ -55,7 +54,9 @@ def welch_t_test(a: Float[Array, " n_a"], b: Float[Array, " n_b"]) -> tuple[floa
     return float(t), float(2 * stats.t.sf(abs(t), df))
 
 
-def mann_whitney_u(a: Float[Array, " n_a"], b: Float[Array, " n_b"]) -> tuple[float, float]:
+def mann_whitney_u(
+    a: Float[np.ndarray, " n_a"], b: Float[np.ndarray, " n_b"]
+) -> tuple[float, float]:
     """The Mann-Whitney U test of "a and b come from one distribution": ``(U_a, p_value)``,
     two-sided, normal approximation.
 
@@ -64,7 +65,7 @@ def mann_whitney_u(a: Float[Array, " n_a"], b: Float[Array, " n_b"]) -> tuple[fl
     variance ``n_a n_b / 12 * ((n + 1) - sum(t**3 - t) / (n (n - 1)))``; the p-value is
     ``2 * norm.sf((|U_a - mean| - 0.5) / sd)`` (continuity correction), at most 1.
     """
-    a, b = _sample(a, "a"), _sample(b, "b")
+    a, b = as_sample(a, "a"), as_sample(b, "b")
     if len(a) == 0 or len(b) == 0:
         raise ValueError(f"len(a)={len(a)}, len(b)={len(b)}: both samples need values")
     na, nb = len(a), len(b)
