@@ -224,7 +224,8 @@ def _factor(study: Study, results: list[dict[str, Any]], summary: dict[str, Any]
                 f"{name}={value}: final val loss {row['final']:.4f} vs "
                 f"{row['final'] - d['mean']:.4f} at {baseline}; difference {d['mean']:+.4f}, "
                 f"95% CI [{d['low']:+.4f}, "
-                f"{d['high']:+.4f}] over {d['n']} windows (paired t-test p={d['p']:.2g})"
+                f"{d['high']:+.4f}] over {d['n']} windows (paired t-test p={d['p']:.2g}); "
+                f"by seed {', '.join(f'{v:.4f}' for v in row['final_by_seed'])}"
             )
         else:
             lines.append(

@@ -9,10 +9,13 @@ gin bindings but are turned into some:
   written once, ``LanguageModelTask.train_file`` and ``val_file`` bound to it);
 - ``"lr.rule"`` (``kind = "batch"``): ``AdamW.lr`` from ``[batch]``'s ``base_lr`` at
   ``base_batch``, scaled to the run's ``LanguageModelTask.batch_size`` by that rule
-  (:func:`mlab.scaling.batch.scale_learning_rate`).
+  (:func:`mlab.scaling.batch.scale_learning_rate`); with ``[batch]``'s ``tokens`` (and
+  ``block_size``), every batch size trains on that many tokens (``train.max_steps``), with
+  ``evals`` evaluations (default 20) over about ``eval_windows`` validation windows.
 
 A ``[tiny]`` table holds what CI runs instead (its ``bindings`` appended, its ``space``
-replacing the full one). ``kind`` says how to analyse the runs (:mod:`mlab.scaling.analyse`).
+replacing the full one, its ``[tiny.batch]`` options replacing single ``[batch]`` ones).
+``kind`` says how to analyse the runs (:mod:`mlab.scaling.analyse`).
 """
 
 from __future__ import annotations
@@ -98,6 +101,14 @@ class Study:
                 windows = int(batch.get("eval_windows", 0))
                 if windows:  # the same number of validation windows whatever the batch size
                     bindings.append(f"LanguageModelTask.eval_batches = {max(1, windows // size)}")
+                if "tokens" in batch:  # the same examples for every batch size
+                    steps = max(1, int(batch["tokens"]) // (int(size) * int(batch["block_size"])))
+                    every = max(1, steps // int(batch.get("evals", 20)))
+                    bindings += [
+                        f"train.max_steps = {steps}",
+                        f"train.eval_every = {every}",
+                        f"train.checkpoint_every = {steps}",
+                    ]
             name = ",".join(f"{k.rpartition('.')[2]}={v}" for k, v in params.items())
             out.append(Run(params, bindings, name.replace("/", "_") or "run"))
         return out
@@ -149,6 +160,9 @@ def load_study(name_or_path: str, tiny: bool = False) -> Study:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: space {key!r} = {values!r} should be a non-empty list")
     options: dict[str, Any] = {k: data[k] for k in ("batch", "factor", "fit") if k in data}
+    if tiny:  # [tiny.batch] etc. override single options
+        for key in ("batch", "factor", "fit"):
+            options[key] = options.get(key, {}) | data.get("tiny", {}).get(key, {})
     from mlab.train.config import CONFIGURABLES, check_binding
 
     for binding in bindings:
