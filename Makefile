@@ -23,7 +23,7 @@ STAMP  := $(VENV)/.mlab-installed-$(subst $(comma),-,$(EXTRAS))
 # pytest workers: one per core, as CI has 2.
 JOBS   ?= auto
 
-.PHONY: setup run test lint bench docs clean
+.PHONY: setup run test lint bench docs studies clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,12 @@ lint: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet "rq==3.0.0"  # the bench extra: w3d2 compares with RQ
 	$(BIN)/python -m benchmarks
+
+# w3d4's studies, each a search on w3d2's job queue (tens of minutes each on a CPU; a rerun
+# trains only the runs not yet finished). `make studies STUDIES=gpt_size` picks some.
+STUDIES ?= gpt_size gpt_data gpt_dropout gpt_batch
+studies: setup
+	for s in $(STUDIES); do OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mlab study $$s --figure docs/images/w3d4_$$s.png || exit 1; done
 
 # Fails on any warning (a broken link, a missing page). Works from the files: no server.
 docs: setup
