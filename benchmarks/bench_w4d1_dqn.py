@@ -124,10 +124,15 @@ def run_all(workers: int, root: Path = ROOT) -> None:
 
 
 def _median_steps(rows: list[dict[str, Any]]) -> str:
-    """The median of steps-to-target, counting a failure as worse than any success."""
-    steps = sorted(r["solved_step"] if r["solved_step"] is not None else 10**9 for r in rows)
+    """The median of steps-to-target over finished runs, a failure counting as worse than any
+    success; runs still going are counted apart."""
+    finished = [r for r in rows if "running" not in r]
+    running = f" ({len(rows) - len(finished)} running)" if len(finished) < len(rows) else ""
+    if not finished:
+        return "-" + running
+    steps = sorted(r["solved_step"] or 10**9 for r in finished)
     median = statistics.median_low(steps)
-    return "not reached" if median == 10**9 else f"{median / 1000:.0f}k"
+    return ("not reached" if median == 10**9 else f"{median / 1000:.0f}k") + running
 
 
 def _in_progress(root: Path, done: list[dict[str, Any]]) -> list[dict[str, Any]]:
