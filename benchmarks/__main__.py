@@ -21,6 +21,7 @@ from benchmarks import (
     bench_w2d5_deberta,
     bench_w3d1_loop,
     bench_w3d2_search,
+    bench_w4d1_dqn,
 )
 from benchmarks.common import run
 
@@ -41,6 +42,7 @@ BENCHMARKS = [
     bench_w2d5_deberta,
     bench_w3d1_loop,
     bench_w3d2_search,
+    bench_w4d1_dqn,
 ]
 
 
