@@ -73,7 +73,8 @@ def plot_results(
             raise ConfigError(f"x={x!r} is not a searched parameter: use one of {axes}")
         key = job.params.get(group) if group else None
         series[key][job.params[x]].append(metric_of(job, metric))
-    for key in sorted(series, key=repr):
+    numeric = all(isinstance(k, int | float) for k in series)
+    for key in sorted(series, key=lambda k: k if numeric else repr(k)):
         points = sorted(series[key].items())
         xs = [p[0] for p in points]
         means = [sum(v) / len(v) for _, v in points]
