@@ -256,3 +256,16 @@ def test_ab_tools_reject_impossible_inputs() -> None:
         ab.sample_size(0.2, 0)
     with pytest.raises(ValueError, match="12 successes of 10"):
         ab.two_proportion_z_test(12, 10, 1, 10)
+
+
+@pytest.mark.parametrize(
+    "module", ["mlab.analysis.paired", "mlab.analysis.ab", "mlab.analysis.examples"]
+)
+def test_docstring_examples_run(module: str) -> None:
+    """The examples in the docstrings (shown in the learner's stubs) print what they say."""
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, extraglobs={"np": np}, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -57,7 +57,7 @@ def paired_t_test(a: Float[np.ndarray, " n"], b: Float[np.ndarray, " n"]) -> tup
     do not pair up).
 
     >>> paired_t_test(np.array([2.0, 3.0, 5.0]), np.array([1.0, 1.0, 2.0]))[0]
-    3.4641016151377544
+    3.464101615137754
     """
     d = paired_differences(a, b)
     n = len(d)
