@@ -117,7 +117,7 @@ def test_best_of_n_kl_and_scores() -> None:
 
 def test_value_guided_decoding_kl() -> None:
     model, g = tiny_model(), torch.Generator().manual_seed(0)
-    value = TokenValue(16)
+    value = TokenValue(torch.zeros(16))
     prompts = [[1, 2, 3], [4]]
     tokens, kl = value_guided_decode(model, value, prompts, 5, g, tau=0.1)
     assert tokens.shape == (2, 5)

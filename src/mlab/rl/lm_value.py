@@ -62,20 +62,30 @@ def best_of_n(
 
 
 class TokenValue(nn.Module):
-    """$V(y_{\\le t}) = \\tanh(b + \\sum_{s \\le t} w_{y_s})$: a value for every prefix of a
-    continuation from one learned number per token (VADER itself is close to a sum of word
-    valences squashed into $[-1, 1]$). The value of every possible next token is then one
-    vector operation, so decoding can tilt the whole vocabulary at once."""
+    """$V(y_{\\le t}) = \\tanh(b + \\sum_{s \\le t} (a f_{y_s} + w_{y_s}))$: a value for every
+    prefix of a continuation from one number per token (VADER itself is close to a sum of
+    word valences squashed into $[-1, 1]$). $f$ is a fixed prior, the score of each token's
+    text on its own (InstructGPT likewise starts its value function from the reward model);
+    $a$, $b$ and the corrections $w$ are learned. The value of every possible next token is
+    one vector operation, so decoding can tilt the whole vocabulary at once."""
 
-    def __init__(self, vocab_size: int) -> None:
+    def __init__(self, prior: Tensor) -> None:
         super().__init__()
-        self.w = nn.Parameter(torch.zeros(vocab_size))
+        self.register_buffer("prior", prior.float())
+        self.w = nn.Parameter(torch.zeros(len(prior)))
+        self.a = nn.Parameter(torch.ones(()))
         self.b = nn.Parameter(torch.zeros(()))
+
+    def token_values(self) -> Tensor:
+        """What each token adds inside the tanh, ``(vocab,)``."""
+        prior = self.get_buffer("prior")
+        return self.a * prior + self.w
 
     def forward(self, tokens: Tensor) -> Tensor:
         """The values of every prefix of ``tokens`` ``(batch, gen)``: ``(batch, gen + 1)``,
         from the empty one to the whole."""
-        sums = torch.cat([torch.zeros_like(tokens[:, :1], dtype=self.w.dtype), self.w[tokens]], 1)
+        added = self.token_values()[tokens]
+        sums = torch.cat([torch.zeros_like(added[:, :1]), added], 1)
         return torch.tanh(self.b + sums.cumsum(1))
 
 
@@ -106,7 +116,8 @@ def train_prefix_value(
         targets.append(score_fn([tokenizer.decode(r.tolist()) for r in responses]))
     x, y = torch.cat(continuations), torch.cat(targets)
     split = int(0.9 * len(x))
-    value = TokenValue(model.config.vocab_size)
+    vocab = model.config.vocab_size
+    value = TokenValue(score_fn([tokenizer.decode([i]) for i in range(vocab)]))
     optimizer = torch.optim.Adam(value.parameters(), lr=0.05)
     for _ in range(epochs):  # an L2 penalty: most tokens are seen a few times, if at all
         error = (value(x[:split]) - y[:split, None]).pow(2).mean()
@@ -136,13 +147,14 @@ def value_guided_decode(
     hidden, cache = model.transformer(ids, None, mask)
     logits = model.lm_head(hidden[:, -1]).float()
     sums = torch.full((len(prompts),), float(value.b))
+    added = value.token_values()
     kl, tokens = torch.zeros(len(prompts)), []
     for _ in range(gen_len):
         log_p = logits.log_softmax(-1)
-        q_logits = log_p + torch.tanh(sums[:, None] + value.w[None]) / tau
+        q_logits = log_p + torch.tanh(sums[:, None] + added[None]) / tau
         kl += exact_kl(q_logits, log_p)
         choice = torch.multinomial(q_logits.softmax(-1), 1, generator=g)
-        sums += value.w[choice[:, 0]]
+        sums += added[choice[:, 0]]
         mask = torch.cat([mask, torch.ones_like(choice)], 1)
         hidden, cache = model.transformer(choice, cache, mask)
         logits = model.lm_head(hidden[:, -1]).float()
