@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ import torch
 
 from mlab.scaling.batch import critical_batch_size, steps_to_target
 from mlab.scaling.compute import gpt_parameter_count, gpt_training_flops
-from mlab.scaling.laws import bootstrap_power_law, fit_power_law, percentile_interval
+from mlab.scaling.laws import (
+    bootstrap_power_law,
+    fit_power_law,
+    line_fit,
+    percentile_interval,
+)
 from mlab.scaling.studies import Run, Study
 
 __all__ = ["analyse", "collect", "paired_difference"]
@@ -125,12 +131,19 @@ def _fit_summary(x: list[float], y: list[float], holdout: int, n_boot: int) -> d
         "alpha_ci": percentile_interval(boots[:, 1]),
         "c_ci": percentile_interval(boots[:, 2]),
     }
+    # Kaplan et al.'s form, no floor: a straight line in log-log
+    slope, intercept, _ = line_fit(n.log(), loss.log())
+    out["kaplan"] = {"a": math.exp(float(intercept)), "alpha": -float(slope)}
     order = torch.argsort(n)
     kept = order[: len(n) - holdout]
     if holdout and len(torch.unique(n[kept])) >= 3:
         small = fit_power_law(n[kept], loss[kept])
         held = order[len(n) - holdout :]
         predicted = small.predict(n[held])
+        k_slope, k_intercept, _ = line_fit(n[kept].log(), loss[kept].log())
+        k_pred = (k_intercept + k_slope * n[held].log()).exp()
+        out["kaplan"]["holdout_predicted"] = k_pred.tolist()
+        out["kaplan"]["holdout_error"] = (k_pred - loss[held]).tolist()
         out["holdout"] = {
             "a": small.a,
             "alpha": small.alpha,
@@ -174,12 +187,18 @@ def analyse(
                 f"L = {fit['a']:.4g} * x^-{fit['alpha']:.3f} + {fit['c']:.3f} against {what}; "
                 f"alpha 95% bootstrap interval [{lo:.3f}, {hi:.3f}] over {len(xs)} runs"
             )
+            k = fit["kaplan"]
+            lines.append(f"without a floor (Kaplan's form): L = {k['a']:.4g} * x^-{k['alpha']:.4f}")
             if "holdout" in fit:
                 h = fit["holdout"]
-                for x, p, a in zip(h["x"], h["predicted"], h["actual"], strict=True):
+                for i, (x, p, a) in enumerate(
+                    zip(h["x"], h["predicted"], h["actual"], strict=True)
+                ):
+                    kp = k["holdout_predicted"][i]
                     lines.append(
-                        f"fit without x={x:.4g}: predicted {p:.4f}, measured {a:.4f} "
-                        f"(error {p - a:+.4f}, {100 * (p - a) / a:+.1f}%)"
+                        f"fit without x={x:.4g}: predicted {p:.4f} (no floor: {kp:.4f}), "
+                        f"measured {a:.4f}; error {p - a:+.4f} ({100 * (p - a) / a:+.1f}%), "
+                        f"no floor {kp - a:+.4f} ({100 * (kp - a) / a:+.1f}%)"
                     )
         else:
             lines.append(f"{len(set(xs))} distinct sizes: a power law needs at least 3")

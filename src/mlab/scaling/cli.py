@@ -36,7 +36,8 @@ def study_command(
     workers: Annotated[int, typer.Option(help="Worker processes on the queue (1: this one).")] = 1,
     figure: Annotated[Path | None, typer.Option(help="Also copy the figure to this PNG.")] = None,
     analyse_only: Annotated[
-        bool, typer.Option("--analyse-only", help="Train nothing: analyse the finished runs.")
+        bool,
+        typer.Option("--analyse-only", help="Train nothing: analyse the runs finished so far."),
     ] = False,
 ) -> None:
     """Run a study (a grid of training runs) and print what it shows, with its uncertainty;
@@ -44,8 +45,9 @@ def study_command(
     import shutil
 
     from mlab.scaling.analyse import analyse, collect
-    from mlab.scaling.runner import run_study, study_dir, study_jobs
+    from mlab.scaling.runner import default_queue, run_study, study_dir, study_jobs
     from mlab.scaling.studies import load_study, study_names
+    from mlab.search import open_queue
 
     console = Console()
     if name is None:
@@ -60,7 +62,9 @@ def study_command(
         runs = [(r, folder / job.id) for r, job in study_jobs(study, runs_dir)]  # type: ignore[attr-defined]
     else:
         runs = run_study(study, runs_dir, queue=queue, workers=workers)
-    results = collect(runs)
+    with open_queue(queue or default_queue(study, runs_dir)) as q:
+        done = {job.id for job in q.results(study.name)}
+    results = collect([(run, folder) for run, folder in runs if folder.name in done])
     summary = analyse(study, results, study_dir(study, runs_dir), n_boot=200 if tiny else 1000)
     console.print(f"[bold]{study.title}[/bold] ({len(results)} of {len(runs)} runs)")
     for line in summary["lines"]:

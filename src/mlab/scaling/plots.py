@@ -59,11 +59,11 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
                 zorder=4,
                 label="its prediction",
             )
-        above = y - fit["c"]
-        ok = above > 0
-        right.loglog(x[ok], above[ok], "ko", label="runs")
-        right.loglog(grid, fit["a"] * grid ** -fit["alpha"], label=f"slope -{fit['alpha']:.2f}")
-        right.set_ylabel("loss - c (the reducible part)")
+        k = fit["kaplan"]
+        right.loglog(x, y, "ko", label="runs")
+        right.loglog(grid, k["a"] * grid ** -k["alpha"], label=f"no floor: slope -{k['alpha']:.3f}")
+        right.set_ylabel("validation loss (log scale)")
+        right.set_title("Kaplan et al.'s form, L = a x^-alpha", fontsize=9)
         right.legend(fontsize=8)
     left.set_xscale("log")
     left.set_xlabel(label)
