@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import ScalarFormatter
 
 from mlab.figures import plt, save_figure
 
@@ -40,7 +41,7 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
         left.plot(
             grid,
             fit["a"] * grid ** -fit["alpha"] + fit["c"],
-            label=f"fit: alpha={fit['alpha']:.2f} [{lo:.2f}, {hi:.2f}], c={fit['c']:.2f}",
+            label=f"fit: alpha={fit['alpha']:.3f} [{lo:.3f}, {hi:.3f}], c={fit['c']:.2f}",
         )
         h = fit.get("holdout")
         if h is not None:
@@ -48,7 +49,7 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
                 grid,
                 h["a"] * grid ** -h["alpha"] + h["c"],
                 "--",
-                label=f"fit without the largest (alpha={h['alpha']:.2f})",
+                label=f"fit without the largest (alpha={h['alpha']:.3f})",
             )
             left.scatter(
                 h["x"],
@@ -63,6 +64,8 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
         right.loglog(x, y, "ko", label="runs")
         right.loglog(grid, k["a"] * grid ** -k["alpha"], label=f"no floor: slope -{k['alpha']:.3f}")
         right.set_ylabel("validation loss (log scale)")
+        right.yaxis.set_major_formatter(ScalarFormatter())
+        right.yaxis.set_minor_formatter(ScalarFormatter())
         right.set_title("Kaplan et al.'s form, L = a x^-alpha", fontsize=9)
         right.legend(fontsize=8)
     left.set_xscale("log")
