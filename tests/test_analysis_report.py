@@ -173,3 +173,24 @@ def test_mlab_analyze_cli(lm_runs: tuple[Path, Path], tmp_path: Path) -> None:
     assert "Welch" in result.output and "Wrote" in result.output and out.is_file()
     result = CliRunner().invoke(app, ["analyze", str(lm_runs[0]), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a run" in result.output
+
+
+def test_the_report_shows_images_in_grids(tmp_path: Path) -> None:
+    """Two image runs (random MLPs on digits, evaluated as the loop does): the worst examples
+    and the disagreements come as captioned grids, inlined."""
+    from mlab.train.metrics import MetricsLogger, eval_examples_path, write_eval_examples
+
+    task = ImageTask("digits", 64, num_workers=0)
+    for seed in (0, 1):
+        run = tmp_path / f"mlp{seed}"
+        run.mkdir()
+        torch.manual_seed(seed)
+        metrics, arrays = task.evaluate_examples(mlp(hidden=(8,)).eval(), torch.device("cpu"))
+        logger = MetricsLogger(run, tensorboard=False)
+        logger.log(5, loss=2.0 + seed, **metrics)
+        logger.close()
+        write_eval_examples(eval_examples_path(run, 5), arrays)
+        (run / "config.gin").write_text('ImageTask.dataset = "digits"\n')
+    page = write_report(tmp_path / "mlp0", tmp_path / "mlp1", tmp_path / "r.html", k=2).read_text()
+    assert page.count("data:image/png;base64,") == 2 + 3  # curves, differences, three grids
+    assert "validation images" in page and "label" not in page.split("<body>")[0]
