@@ -83,6 +83,8 @@ def collect(runs: list[tuple[Run, Path]]) -> list[dict[str, Any]]:
             "params": run.params,
             "eval_steps": [s for s, _ in evals],
             "val_losses": [v for _, v in evals],
+            "train_steps": [r["step"] for r in records if "loss" in r],
+            "train_losses": [r["loss"] for r in records if "loss" in r],
             "final_val_loss": evals[-1][1],
             "best_val_loss": min(v for _, v in evals),
             "steps": steps,
@@ -233,6 +235,8 @@ def _factor(study: Study, results: list[dict[str, Any]], summary: dict[str, Any]
             "final_by_seed": [r["final_val_loss"] for r in rs],
             "curve_steps": rs[0]["eval_steps"],
             "curve": np.mean([r["val_losses"] for r in rs], axis=0).tolist(),
+            "train_steps": rs[0].get("train_steps", []),
+            "train_curve": np.mean([r.get("train_losses", []) for r in rs], axis=0).tolist(),
         }
         if value != baseline and base and all("window_losses" in r for r in rs + base):
             mine = np.mean([r["window_losses"] for r in rs], axis=0)

@@ -80,8 +80,18 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
 def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
     factor = summary["factor"]
     values, diffs, lows, highs = [], [], [], []
-    for row in factor["table"]:
-        left.plot(row["curve_steps"], row["curve"], label=f"{factor['name']}={row['value']}")
+    for i, row in enumerate(factor["table"]):
+        name = f"{factor['name']}={row['value']}"
+        left.plot(row["curve_steps"], row["curve"], color=f"C{i}", label=f"{name}: validation")
+        if row.get("train_curve"):
+            left.plot(
+                row["train_steps"],
+                row["train_curve"],
+                "--",
+                color=f"C{i}",
+                alpha=0.6,
+                label=f"{name}: training",
+            )
         if "vs_baseline" in row:
             d = row["vs_baseline"]
             values.append(row["value"])
@@ -89,7 +99,7 @@ def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
             lows.append(d["mean"] - d["low"])
             highs.append(d["high"] - d["mean"])
     left.set_xlabel("step")
-    left.set_ylabel("validation loss (mean over seeds)")
+    left.set_ylabel("loss (mean over seeds)")
     left.legend(fontsize=8)
     left.grid(True, alpha=0.3)
     right.axhline(0, color="k", lw=0.8)
