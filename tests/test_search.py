@@ -106,20 +106,24 @@ def test_results_are_stored_once(queue: Queue) -> None:
 
 def test_an_expired_lease_requeues_and_a_heartbeat_keeps_it(queue: Queue) -> None:
     queue.submit(specs(2, max_attempts=2))
-    first, second = queue.claim("w1", 0.3), queue.claim("w2", 0.3)
+    first, second = queue.claim("w1", 5.0), queue.claim("w2", 0.3)
     assert first is not None and second is not None and first.token and second.token
-    for _ in range(4):  # w1 keeps beating past its first lease; w2 went silent
-        time.sleep(0.15)
-        assert queue.heartbeat(first.id, first.token, 0.3)
-    again = queue.claim("w3", 0.2)
-    assert again is not None and again.id == second.id and again.attempts == 2
+
+    def second_is_back() -> bool:  # w1 keeps beating; w2 went silent
+        assert queue.heartbeat(first.id, first.token or "", 5.0)
+        again = queue.claim("w3", 0.3)
+        if again is None:
+            return False
+        assert again.id == second.id and again.attempts == 2
+        return True
+
+    poll(second_is_back)
     assert "lease expired: worker w2 stopped heartbeating" in (queue.jobs()[1].error or "")
     assert not queue.heartbeat(second.id, second.token, 0.3)  # the old claim is gone
     assert queue.fail(second.id, second.token, "from the old claim", 0.0) == "stale"
     # the second try goes silent too: its attempts are used up, so it is dead
-    time.sleep(0.25)
-    assert queue.heartbeat(first.id, first.token, 0.3)
-    assert queue.claim("w4", 30.0) is None
+    poll(lambda: queue.claim("w4", 30.0) is None and queue.counts()["dead"] == 1)
+    assert queue.heartbeat(first.id, first.token, 5.0)
     assert queue.counts() == {"queued": 0, "running": 1, "done": 0, "dead": 1}
     (dead,) = queue.dead()
     assert "worker w3 stopped heartbeating (try 2)" in (dead.error or "")
@@ -129,7 +133,7 @@ def test_failures_retry_after_the_back_off_then_go_to_the_dead_letter_list(queue
     queue.submit(specs(1, max_attempts=2))
     job = queue.claim("w", 30.0)
     assert job is not None and job.token
-    assert queue.fail(job.id, job.token, "Traceback: first", 0.3) == "queued"
+    assert queue.fail(job.id, job.token, "Traceback: first", 1.0) == "queued"
     assert queue.claim("w", 30.0) is None  # waiting out the back-off
     poll(lambda: queue.counts()["running"] == 1 or queue.claim("w", 30.0) is not None)
     job = next(j for j in queue.jobs() if j.state == "running")
@@ -188,7 +192,7 @@ def test_run_one_job_from_queue_beats_while_the_job_runs(queue: Queue) -> None:
         return {"val_loss": 0.0}
 
     assert run_one_job_from_queue(queue, slow, "w", lease_s=0.15) == "done"
-    assert len(beats) >= 5  # every 0.05 s for 0.5 s
+    assert len(beats) >= 2  # every 0.05 s for 0.5 s: at least two, however loaded the machine
     assert queue.counts()["done"] == 1
     assert run_one_job_from_queue(queue, slow, "w") is None
 

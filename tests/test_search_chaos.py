@@ -136,16 +136,16 @@ def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_workers_killed_at_random_moments_lose_no_job(
     queue_url: str, tmp_path: Path, seed: int
 ) -> None:
-    jobs = probe_jobs(24, seconds=0.25)
+    jobs = probe_jobs(32, seconds=0.25)
     queue = open_queue(queue_url)
-    assert queue.submit(jobs) == 24
+    assert queue.submit(jobs) == 32
     workers = Workers(queue_url, tmp_path)
     rng = random.Random(seed)
     try:
         for _ in range(3):
             workers.start()
         deadline = time.monotonic() + DEADLINE_S
-        while workers.killed < 6:
+        while workers.killed < 6 and queue.unfinished() > 0:
             assert time.monotonic() < deadline, f"only {workers.killed} kills:\n{workers.logs()}"
             time.sleep(rng.uniform(0.1, 0.5))
             holders = {j.worker for j in queue.jobs() if j.state == "running"}
@@ -156,6 +156,7 @@ def test_workers_killed_at_random_moments_lose_no_job(
         workers.wait(DEADLINE_S)
     finally:
         workers.stop()
+    assert workers.killed >= 4, f"only {workers.killed} kills landed while jobs ran"
     assert_every_job_done_once(queue, jobs)
     stored = queue.jobs("chaos")
     assert sum(j.attempts for j in stored) > len(jobs)  # killed jobs ran again
