@@ -309,6 +309,16 @@ def test_mlab_search_end_to_end(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "best: probe.x = 0.01, probe.y = 0" in out.output
     assert png.stat().st_size > 10_000
+    (tmp_path / "failing.gin").write_text(
+        'search.name = "failing"\nsearch.runner = "probe"\nsearch.max_attempts = 1\n'
+        'probe.fail = grid("out of memory")\n'
+    )
+    out = cli.invoke(app, ["search", "create", str(tmp_path / "failing.gin"), "--queue", url])
+    assert out.exit_code == 0, out.output
+    out = cli.invoke(app, ["search", "work", "--queue", url, "--until-empty", "--poll", "0.01"])
+    assert out.exit_code == 0, out.output
+    out = cli.invoke(app, ["search", "status", "--queue", url, "--dead"])
+    assert "RuntimeError: out of memory" in out.output and "1 dead jobs" in out.output
     (tmp_path / "bad.gin").write_text(PROBE_SPACE + "probe.z = 3\n")
     out = cli.invoke(app, ["search", "create", str(tmp_path / "bad.gin"), "--queue", url])
     assert (
