@@ -317,6 +317,8 @@ def test_mlab_search_end_to_end(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     out = cli.invoke(app, ["search", "work", "--queue", url, "--until-empty", "--poll", "0.01"])
     assert out.exit_code == 0, out.output
+    out = cli.invoke(app, ["search", "status", "--queue", url, "--watch"])  # ends: all done
+    assert out.exit_code == 0 and "failing" in out.output, out.output
     out = cli.invoke(app, ["search", "status", "--queue", url, "--dead"])
     assert "RuntimeError: out of memory" in out.output and "1 dead jobs" in out.output
     (tmp_path / "bad.gin").write_text(PROBE_SPACE + "probe.z = 3\n")
