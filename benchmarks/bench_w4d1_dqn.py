@@ -166,6 +166,21 @@ def _in_progress(root: Path, done: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def _training_return(root: Path, row: dict[str, Any]) -> str:
+    """The mean return of the last 20 training episodes (epsilon 0.05), as last logged: on
+    Acrobot the greedy policy of 20k steps still loops for all 500 steps (-500) from every
+    evaluation seed while the epsilon-greedy one already reaches the goal."""
+    from mlab.train.metrics import read_metrics
+
+    path = root / _slug(row["label"], row["env"], row["seed"]) / "metrics.jsonl"
+    returns = [r for r in read_metrics(path) if "episode_return" in r]
+    if not returns:
+        return "-"
+    last = returns[-1]
+    running = f" (running, {last['step'] // 1000}k)" if "running" in row else ""
+    return f"{last['episode_return']:.0f}{running}"
+
+
 def _cell(r: dict[str, Any]) -> str:
     if r["solved_step"]:
         return f"{r['solved_step'] // 1000}k"
@@ -189,7 +204,7 @@ def summary(root: Path = ROOT) -> str:
     lines += [
         "",
         "| part | CartPole: steps to 475 (seeds) | CartPole s/10k steps "
-        "| Acrobot: best eval return (20k) | Acrobot s/10k steps |",
+        "| Acrobot: training return at 20k | Acrobot s/10k steps |",
         "|---|---|---|---|---|",
     ]
     for label in PARTS:
@@ -207,7 +222,7 @@ def summary(root: Path = ROOT) -> str:
             label,
             each or "-",
             f"{cart_time:.0f}" if cart_time else "-",
-            f"{acro[0]['best_eval']:.0f}" if acro else "-",
+            _training_return(root, acro[0]) if acro else "-",
             f"{acro[0]['seconds_per_10k']:.0f}" if acro and "running" not in acro[0] else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
