@@ -36,6 +36,9 @@ def rlhf(
     target_kl: Annotated[
         float | None, typer.Option(help="Adaptive beta aiming at this KL (nats/continuation).")
     ] = None,
+    horizon: Annotated[
+        int, typer.Option(help="The adaptive controller's horizon, in samples.")
+    ] = 10_000,
     iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 45,
     lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 2e-4,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
@@ -47,7 +50,13 @@ def rlhf(
 
     lm, tokenizer, lines = _model(model)
     config = RLHFConfig(
-        iterations=iterations, beta=beta, target_kl=target_kl, lr=lr, gen_len=gen_len, seed=seed
+        iterations=iterations,
+        beta=beta,
+        target_kl=target_kl,
+        horizon=horizon,
+        lr=lr,
+        gen_len=gen_len,
+        seed=seed,
     )
 
     def show(it: int, r: Any) -> None:
