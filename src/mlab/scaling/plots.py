@@ -136,3 +136,6 @@ def _batch(summary: dict[str, Any], left: Any, right: Any) -> None:
     for ax in (left, right):
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(ScalarFormatter())
