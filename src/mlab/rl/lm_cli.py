@@ -39,8 +39,8 @@ def rlhf(
     horizon: Annotated[
         int, typer.Option(help="The adaptive controller's horizon, in samples.")
     ] = 10_000,
-    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 45,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 2e-4,
+    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 24,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 3e-4,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,

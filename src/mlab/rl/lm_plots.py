@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from mlab.figures import plt, save_figure
 
 __all__ = ["plot_frontier"]
 
 
-def _label(config: dict[str, float | None]) -> str:
+def _label(config: dict[str, Any]) -> str:
     if config.get("target_kl") is not None:
-        return f"adaptive β (target {config['target_kl']:g})"
+        return f"adaptive β (target {config['target_kl']:g}, horizon {config['horizon']:g})"
     return f"β = {config['beta']:g}"
 
 
@@ -57,9 +58,10 @@ def plot_frontier(runs: Path, out: Path) -> Path:
     front.axhline(0.6, color="grey", lw=0.8, ls=":")
     front.axvline(6.0, color="grey", lw=0.8, ls=":")
     front.set_title("Reward against KL (big dots: PPO's last 5 iterations)")
-    front.legend(fontsize=7, loc="lower right")
+    front.set_ylim(-0.45, 1.0)  # room for the legend below the curves
+    front.legend(fontsize=7, loc="lower right", ncol=2)
     curve.set_xlabel("PPO iteration (64 continuations each)")
     curve.set_ylabel("mean VADER (solid); KL / 10 (dashed)")
     curve.set_title("PPO over training")
-    curve.legend(fontsize=7)
+    curve.legend(fontsize=7, loc="upper left")
     return save_figure(fig, out)

@@ -63,12 +63,12 @@ __all__ = [
 class RLHFConfig:
     """One PPO run on the language model (trl's names where it has them)."""
 
-    iterations: int = 45
+    iterations: int = 24
     batch: int = 64  # continuations per iteration
     minibatch: int = 16
     epochs: int = 4
     gen_len: int = 16  # tokens per continuation: the KL is per this many tokens
-    lr: float = 2e-4
+    lr: float = 3e-4
     clip: float = 0.2
     vf_clip: float = 0.2
     vf_coef: float = 0.1
