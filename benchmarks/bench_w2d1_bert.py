@@ -64,18 +64,24 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     return ids * mask, mask
 
 
-def _interleaved(fns: dict[str, Callable[[], Any]], rounds: int = ROUNDS) -> dict[str, float]:
+def _interleaved(
+    fns: dict[str, Callable[[], Any]],
+    rounds: int = ROUNDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """The best of ``rounds`` timed calls of each function, the functions taking turns in
     every round: on a shared machine, load that comes and goes then hits all of them alike
-    (timing one after the other, a burst of load lands on whichever runs then)."""
+    (timing one after the other, a burst of load lands on whichever runs then). ``clock``
+    may be ``time.thread_time``: the CPU time of this thread, which other processes' load
+    barely changes (use it with one torch thread)."""
     for fn in fns.values():
         fn()  # warm-up
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], clock() - start)
     return best
 
 
@@ -113,6 +119,19 @@ def _speed_rows(
             {"ours": make(ours, True), **{impl: make(m, False) for impl, m in hf.items()}}
         )
         rows.append((name, times.pop("ours"), times))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # CPU time of one thread: the row to trust on a busy machine
+        times = _interleaved(
+            {
+                "ours": forward_backward(ours, True),
+                **{impl: forward_backward(m, False) for impl, m in hf.items()},
+            },
+            clock=time.thread_time,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    rows.append(("forward + backward, 1 thread, CPU time", times.pop("ours"), times))
     return rows
 
 
