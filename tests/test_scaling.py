@@ -220,6 +220,10 @@ def test_factor_analysis_pairs_windows_and_matches_scipy(tmp_path: Path) -> None
     assert d["mean"] == pytest.approx(float((better - base).mean()))
     assert d["low"] < d["mean"] < d["high"] < 0
     assert d["p"] == pytest.approx(stats.ttest_rel(better, base).pvalue)
+    ci = stats.bootstrap((better - base,), np.mean, n_resamples=9999, rng=0, method="percentile")
+    assert (d["low"], d["high"]) == pytest.approx(
+        (ci.confidence_interval.low, ci.confidence_interval.high)
+    )
     assert paired_difference(base, base)["mean"] == 0.0
 
 
