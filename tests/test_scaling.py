@@ -149,10 +149,10 @@ def test_steps_to_target_interpolates() -> None:
 
 
 def test_shipped_studies_load_full_and_tiny(tmp_path: Path) -> None:
-    assert study_names() == ["gpt_batch", "gpt_data", "gpt_dropout", "gpt_size"]
+    assert {"gpt_batch", "gpt_data", "gpt_dropout", "gpt_size"} <= set(study_names())
     for name in study_names():
         full, tiny = load_study(name), load_study(name, tiny=True)
-        assert len(tiny.runs(tmp_path)) <= 6 < len(full.runs(tmp_path)) + 2
+        assert 0 < len(tiny.runs(tmp_path)) <= min(6, len(full.runs(tmp_path)) + 3)
     batch = load_study("gpt_batch").runs(tmp_path)
     lrs = {tuple(r.params.values()): r.bindings for r in batch}
     assert "AdamW.lr = 0.008" in lrs[(64, "linear")] and "AdamW.lr = 0.004" in lrs[(64, "sqrt")]

@@ -16,9 +16,7 @@ __all__ = ["study_command"]
 def study_command(
     name: Annotated[
         str | None,
-        typer.Argument(
-            help="A shipped study (gpt_size, gpt_data, gpt_dropout, gpt_batch) or a .toml file."
-        ),
+        typer.Argument(help="A shipped study (`mlab study` lists them) or a .toml file."),
     ] = None,
     tiny: Annotated[
         bool, typer.Option("--tiny", help="CI's version: a few tiny runs, seconds each.")
