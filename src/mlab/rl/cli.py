@@ -27,3 +27,8 @@ def dqn_command(ctx: typer.Context) -> None:
 from mlab.rl.lm_cli import register as _register_w4d2  # noqa: E402
 
 _register_w4d2(rl_app)
+
+# w4d3: mlab rl fudge, active
+from mlab.rl.w4d3_cli import register as _register_w4d3  # noqa: E402
+
+_register_w4d3(rl_app)

@@ -1,0 +1,113 @@
+"""``mlab rl fudge``, ``mlab rl active`` and ``mlab rl game``: w4d3's runs
+(:mod:`mlab.rl.w4d3_fudge`, :mod:`mlab.rl.w4d3_active`, :mod:`mlab.rl.w4d3_game`).
+:func:`register` adds them to ``mlab rl``; torch is imported only when a command runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["register"]
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="A Shakespeare checkpoint (default: mlab pretrain's)."),
+]
+
+
+def _model(model: Path | None) -> tuple[Any, Any, list[list[int]]]:
+    import torch
+
+    from mlab.models.shakespeare import load_pretrained, load_tiny_shakespeare
+    from mlab.rl.lm_ppo import load_prompts
+
+    torch.set_num_threads(1)
+    lm, tokenizer = load_pretrained(model)
+    lm.eval()
+    return lm, tokenizer, load_prompts(load_tiny_shakespeare(), tokenizer)
+
+
+def fudge(
+    out: Annotated[Path, typer.Option(help="Folder for fudge.json.")],
+    samples: Annotated[int, typer.Option(help="Base-model samples to train on.")] = 2048,
+    prompts: Annotated[int, typer.Option(help="Prompts to decode.")] = 64,
+    gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: ModelOption = None,
+) -> None:
+    """FUDGE (top-k 16 and 64, several strengths) against best-of-n at matched rows."""
+    from mlab.rl.w4d3_fudge import compare
+
+    lm, tokenizer, lines = _model(model)
+
+    def show(row: dict[str, Any]) -> None:
+        low, high = row["score_ci"]
+        typer.echo(
+            f"{row['method']:22s} score {row['score']:+.3f} [{low:+.3f}, {high:+.3f}]  "
+            f"positive {row['positive']:.2f}  KL {row['kl']:6.2f}  ppl {row['perplexity']:7.1f}"
+            f"  {row['ms_per_token']:6.2f} ms/token"
+        )
+
+    result = compare(
+        lm,
+        tokenizer,
+        lines,
+        samples=samples,
+        prompts=prompts,
+        gen_len=gen_len,
+        seed=seed,
+        on_row=show,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fudge.json").write_text(json.dumps(result, indent=1))
+    typer.echo(f"classifier: {result['classifier']}")
+
+
+def active(
+    out: Annotated[Path, typer.Option(help="Folder for active.json and active.png.")],
+    pool: Annotated[
+        int, typer.Option(help="Lines in the pool (a quarter is the test set).")
+    ] = 2000,
+    seeds: Annotated[int, typer.Option(help="Seeds (test split and first labels).")] = 6,
+    start: Annotated[int, typer.Option(help="Random labels to start from.")] = 20,
+    step: Annotated[int, typer.Option(help="Labels bought per round.")] = 30,
+    rounds: Annotated[int, typer.Option(help="Rounds of queries.")] = 12,
+    target: Annotated[float, typer.Option(help="The accuracy to reach.")] = 0.75,
+) -> None:
+    """Active-learning curves: uncertainty, margin, BALD, k-center vs random."""
+    import torch
+
+    from mlab.rl.w4d3_active import (
+        labels_to_reach,
+        line_features,
+        plot_curves,
+        run_curves,
+        shakespeare_lines,
+        summarise,
+    )
+
+    torch.set_num_threads(1)
+    x, y = line_features(shakespeare_lines(pool))
+    curves = run_curves(x, y, seeds=seeds, start=start, step=step, rounds=rounds)
+    summary = summarise(curves)
+    summary["target"] = target
+    summary["labels_to_reach"] = labels_to_reach(curves, target)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "active.json").write_text(json.dumps(summary, indent=1))
+    plot_curves(summary, str(out / "active.png"), target)
+    typer.echo(f"full pool {curves.full_pool_accuracy:.3f}, base rate {curves.base_rate:.3f}")
+    for strategy, (share, labels) in summary["labels_to_reach"].items():  # type: ignore[attr-defined]
+        acc = curves.accuracy[strategy]
+        typer.echo(
+            f"{strategy:8s} final {acc[:, -1].mean():.3f}; mean curve reaches {target} at "
+            f"{labels} labels; {share:.0%} of seeds reach it"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add w4d3's commands to ``mlab rl``."""
+    app.command("fudge")(fudge)
+    app.command("active")(active)
