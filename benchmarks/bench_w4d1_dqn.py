@@ -235,7 +235,7 @@ def summary(root: Path = ROOT) -> str:
 
 
 def figures(root: Path = ROOT, images: Path = IMAGES) -> None:
-    """The CartPole return curves (median and range over seeds) and a GIF of the best run."""
+    """The CartPole return curves (every seed) and a GIF of the fastest best-combination run."""
     from mlab.rl.dqn_plots import load_network, plot_returns, record_episode
     from mlab.rl.dqn_train import DQNConfig
 
@@ -253,14 +253,6 @@ def figures(root: Path = ROOT, images: Path = IMAGES) -> None:
             images / "w4d1_cartpole_returns.png",
             target=475.0,
             title="CartPole-v1: greedy evaluation return (stopped when solved)",
-        )
-    acro = {r["label"]: [Path(r["run_dir"])] for r in rows if r["env"] == "Acrobot-v1"}
-    if acro:
-        plot_returns(
-            acro,
-            images / "w4d1_acrobot_returns.png",
-            target=-100.0,
-            title="Acrobot-v1: each part added to DQN (seed 0)",
         )
     best = [r for r in rows if r["label"].startswith("best") and r["solved_step"]]
     if best:

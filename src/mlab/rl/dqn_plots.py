@@ -1,5 +1,5 @@
-"""Pictures of DQN runs: evaluation-return curves (one line per run, or a median with the
-range of several seeds) and a greedy episode recorded as an animated GIF from the
+"""Pictures of DQN runs: evaluation-return curves (one line per run, a colour per group)
+and a greedy episode recorded as an animated GIF from the
 environment's ``rgb_array`` frames."""
 
 from __future__ import annotations
@@ -25,25 +25,29 @@ def eval_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def plot_returns(
     groups: dict[str, list[Path]], out: str | Path, target: float | None = None, title: str = ""
 ) -> Path:
-    """One line per group: the median evaluation return over its runs at each evaluation
-    step (the runs' range shaded when there are several); ``target`` as a dashed line."""
+    """One colour per group, one line per run in it (runs that stop when solved end at
+    different steps, so each is drawn whole rather than averaged); ``target`` dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for label, runs in groups.items():
-        curves = [eval_curve(r) for r in runs]
-        n = min(len(steps) for steps, _ in curves)
-        if n == 0:
-            continue
-        steps = curves[0][0][:n]
-        values = np.stack([v[:n] for _, v in curves])
-        line = ax.plot(steps, np.median(values, axis=0), label=f"{label} ({len(runs)} runs)")
-        if len(runs) > 1:
-            ax.fill_between(
-                steps, values.min(0), values.max(0), alpha=0.15, color=line[0].get_color()
+    for i, (label, runs) in enumerate(groups.items()):
+        color = f"C{i}"
+        for j, run in enumerate(runs):
+            steps, values = eval_curve(run)
+            ax.plot(
+                steps,
+                values,
+                color=color,
+                alpha=0.8 if len(runs) == 1 else 0.55,
+                linewidth=1.4,
+                marker="o",
+                markersize=2.5,
+                label=f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})"
+                if j == 0
+                else None,
             )
     if target is not None:
         ax.axhline(target, color="gray", linestyle="--", linewidth=1, label=f"target {target:g}")
