@@ -21,6 +21,7 @@ from mlab.rl.w4d3_fudge import (
     fudge_decode,
     train_prefix_classifier,
 )
+from mlab.rl.w4d3_game import fit_value, play, state_values
 
 VOCAB = 40
 
@@ -110,3 +111,20 @@ def test_active_learning_curves_on_separable_blobs() -> None:
     assert all(share == 1.0 and 4 <= labels <= 16 for share, labels in reach.values())
     summary = summarise(curves)
     assert summary["labels"] == [4, 10, 16]
+
+
+def test_the_game_plays_and_its_value_fits(tiny: tuple[GPT2LMHeadModel, PrefixHead]) -> None:
+    model, head = tiny
+    g = torch.Generator().manual_seed(2)
+    prompts = [[1, 2], [3], [4, 5, 6], [7]]
+    kw = {"moves": 2, "move_len": 2, "candidates": 3, "score_fn": _score}
+    for pos, neg in (("random", "greedy"), ("value", "random"), ("greedy", "value")):
+        games = play(model, _Tok(), prompts, pos, neg, g, head, **kw)  # type: ignore[arg-type]
+        assert [len(s) for s in games.states] == [3] * 4
+        assert all(len(s[-1]) == 4 for s in games.states)
+        torch.testing.assert_close(games.outcome, torch.sign(_score(games.texts)))
+    with pytest.raises(ValueError, match="value needs a head"):
+        play(model, _Tok(), prompts, "value", "random", g, None, **kw)  # type: ignore[arg-type]
+    fitted = fit_value(model, games, torch.zeros(VOCAB), lam=1.0, epochs=3)
+    values = state_values(model, fitted, prompts, [s[1] for s in games.states])
+    assert values.shape == (4,) and bool((values.abs() <= 1).all())

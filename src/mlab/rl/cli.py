@@ -28,7 +28,7 @@ from mlab.rl.lm_cli import register as _register_w4d2  # noqa: E402
 
 _register_w4d2(rl_app)
 
-# w4d3: mlab rl fudge, active
+# w4d3: mlab rl fudge, active, game
 from mlab.rl.w4d3_cli import register as _register_w4d3  # noqa: E402
 
 _register_w4d3(rl_app)

@@ -107,7 +107,33 @@ def active(
         )
 
 
+def game(
+    out: Annotated[Path, typer.Option(help="Folder for game.json.")],
+    train_games: Annotated[int, typer.Option(help="Self-play games to fit V on.")] = 384,
+    eval_games: Annotated[int, typer.Option(help="Games per matchup.")] = 96,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: ModelOption = None,
+) -> None:
+    """The two-player sentiment game: V from self-play (MC and TD(lambda)), calibration,
+    win rates of value, greedy and random players."""
+    from mlab.rl.w4d3_game import run
+
+    lm, tokenizer, lines = _model(model)
+    result = run(
+        lm,
+        tokenizer,
+        lines,
+        train_games=train_games,
+        eval_games=eval_games,
+        seed=seed,
+        log=typer.echo,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "game.json").write_text(json.dumps(result, indent=1))
+
+
 def register(app: typer.Typer) -> None:
     """Add w4d3's commands to ``mlab rl``."""
     app.command("fudge")(fudge)
     app.command("active")(active)
+    app.command("game")(game)
