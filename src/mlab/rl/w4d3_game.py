@@ -37,8 +37,9 @@ PLAYERS = ("random", "greedy", "value")
 
 @dataclass
 class Games:
-    """Finished games: ``moves[g]`` the players' tokens after each move (``moves + 1``
-    states from the empty text), ``prompts``, ``outcome`` (+1, 0, -1) and texts."""
+    """Finished games: ``states[g][t]`` the players' tokens after ``t`` moves of game
+    ``g`` (``moves + 1`` states from the empty text), ``prompts``, ``outcome`` (+1, 0, -1)
+    and the players' texts."""
 
     prompts: list[list[int]]
     states: list[list[list[int]]]
