@@ -9,7 +9,7 @@ Two recipes (:data:`RECIPES`):
 - ``gpt2``: GPT-2's own byte-level BPE tokenizer (HuggingFace's ``GPT2TokenizerFast`` on
   the files in ``$MLAB_DATA_DIR/gpt2``), its 50,257 tokens cut to the 11,901 that tiny
   Shakespeare and byte fallback need (:class:`CompactGPT2Tokenizer`), sized to train in
-  about 15 minutes on 2 CPU cores. Its checkpoint is a ``save_pretrained`` directory that
+  about 17 minutes on 2 idle CPU cores. Its checkpoint is a ``save_pretrained`` directory that
   HuggingFace's ``GPT2LMHeadModel`` loads too; later days sample from it (w2d4) and
   fine-tune it with RL (week 4).
 

@@ -23,7 +23,7 @@ def pretrain_shakespeare(
     recipe: Annotated[
         str,
         typer.Option(
-            help="gpt2: GPT-2's BPE tokenizer, about 15 minutes on 2 cores (the course's "
+            help="gpt2: GPT-2's BPE tokenizer, about 17 minutes on 2 idle cores (the course's "
             "pretrained model); char: characters, nanoGPT's shakespeare_char on CPU (~5 min)."
         ),
     ] = "gpt2",
