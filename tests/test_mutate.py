@@ -385,3 +385,31 @@ def test_an_allowlist_entry_naming_no_exercise_is_stale(tmp_path: Path) -> None:
     report = mutation_report(day, ["is_contiguous"], workers=1)
     assert report.stale == ("contiguous_stride:const:L1:C4:0",)
     assert any("contiguous_stride:const:L1:C4:0" in p for p in report.problems)
+
+
+@pytest.mark.parametrize("again", ["pass", "timeout"])
+def test_a_control_that_times_out_is_run_again_with_more_time(
+    monkeypatch: pytest.MonkeyPatch, again: str
+) -> None:
+    """A busy machine can make the unmutated reference time out: it runs again alone with
+    three times the time, and only a second timeout marks the run untrustworthy."""
+    from mlab.course.engine import runner
+
+    calls: list[tuple[int, float]] = []
+
+    def fake_run_jobs(day, jobs, *, timeout_scale=1.0, **kwargs):  # type: ignore[no-untyped-def]
+        jobs = list(jobs)
+        calls.append((len(jobs), timeout_scale))
+        if len(calls) > 1:
+            return [runner.Result(ex, again) for _, ex in jobs]
+        return [
+            runner.Result(ex, "timeout" if t.label.endswith(":control") else "fail")
+            for t, ex in jobs
+        ]
+
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs)
+    day = get_day("w1d5")
+    report = mutation_report(day, [day.exercises[0].name])
+    assert calls[1] == (1, 3.0)  # the control alone, with three times the time
+    assert report.exercises[0].control == again
+    assert any("cannot be trusted" in p for p in report.problems) == (again == "timeout")
