@@ -6,11 +6,12 @@ trained on the five probe environments until the Q network holds their known val
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from mlab.course.engine.checks import Namespace, check
 from mlab.errors import ShapeError
@@ -19,7 +20,9 @@ from mlab.rl.replay import ReplayBuffer, Transitions
 from mlab.testing import assert_close, assert_equal, assert_raises, case, expect, randn
 
 
-def _loop_targets(rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch.Tensor) -> list:
+def _loop_targets(
+    rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch.Tensor
+) -> list[float]:
     return [
         float(r) + float(d) * max(float(v) for v in row)
         for r, d, row in zip(rewards, discounts, next_q, strict=True)
@@ -57,7 +60,7 @@ def loss_matches_smooth_l1(ns: Namespace) -> None:
         chosen = ref_q[torch.arange(9), actions]
         per = F.smooth_l1_loss(chosen, targets, reduction="none", beta=1.0)
         expected = (weights * per).mean()
-        expected.backward(torch.tensor(1.7))
+        expected.backward(torch.tensor(1.7))  # type: ignore[no-untyped-call]
         with case(f"9 transitions, 4 actions, {label}", q_values=q, actions=actions):
             q.grad = None
             got = ns.dqn_loss(q, actions, targets, weights)
@@ -97,14 +100,16 @@ def _batch(seed: int, n: int = 32) -> Transitions:
     )
 
 
-def _torch_step(online: nn.Module, target: nn.Module, batch: Transitions, clip: float) -> tuple:
+def _torch_step(
+    online: nn.Module, target: nn.Module, batch: Transitions, clip: float
+) -> tuple[Tensor, Any]:
     opt = torch.optim.SGD(online.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad()
     with torch.no_grad():
         y = batch.rewards + batch.discounts * target(batch.next_obs).max(1).values
     q = online(batch.obs)[torch.arange(len(batch.actions)), batch.actions]
     per = F.smooth_l1_loss(q, y, reduction="none")
-    (batch.weights * per).mean().backward()
+    (batch.weights * per).mean().backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(online.parameters(), clip)
     opt.step()
     return y - q.detach(), opt
@@ -135,15 +140,16 @@ def one_step_matches_torch(ns: Namespace) -> None:
 
 def _train_on_probe(ns: Namespace, probe: int, gamma: float = 0.9) -> tuple[nn.Module, float]:
     env = make_probe(probe)
+    n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
     torch.manual_seed(probe)
-    net = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, env.action_space.n))
+    net = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, n_actions))
     target = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     buffer = ReplayBuffer(500, (1,), seed=probe)
     rng = np.random.default_rng(100 + probe)  # not the env's seed: its draws would match
     obs, _ = env.reset(seed=probe)
     for _ in range(400):  # random actions: every (obs, action) pair is visited
-        action = int(rng.integers(env.action_space.n))
+        action = int(rng.integers(n_actions))
         next_obs, reward, term, _, _ = env.step(action)
         buffer.add(obs, action, reward, next_obs, 0.0 if term else gamma)
         obs = env.reset()[0] if term else next_obs

@@ -10,6 +10,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from mlab.course.engine.checks import Namespace, check
 from mlab.errors import ShapeError
@@ -69,7 +70,9 @@ def dueling_formula(ns: Namespace) -> None:
             assert_close(got.mean(dim=1, keepdim=True), value, rtol=1e-5, atol=1e-5, what="mean Q")
 
 
-def _loop_n_step(rewards: torch.Tensor, terminated: torch.Tensor, gamma: float) -> tuple:
+def _loop_n_step(
+    rewards: torch.Tensor, terminated: torch.Tensor, gamma: float
+) -> tuple[list[float], list[float]]:
     returns, discounts = [], []
     for row_r, row_t in zip(rewards.tolist(), terminated.tolist(), strict=True):
         total, ended = 0.0, False
@@ -108,7 +111,10 @@ def n_step_matches_a_loop(ns: Namespace) -> None:
             assert_close(got[1], torch.tensor(expected[1]), rtol=1e-6, what="discounts")
 
 
-def _noisy_reference(x, w_mu, w_sigma, b_mu, b_sigma, e_in, e_out):  # type: ignore[no-untyped-def]
+def _noisy_reference(
+    x: Tensor, w_mu: Tensor, w_sigma: Tensor, b_mu: Tensor, b_sigma: Tensor, e_in: Tensor,
+    e_out: Tensor,
+) -> Tensor:  # fmt: skip
     f_in = torch.tensor([math.copysign(math.sqrt(abs(v)), v) for v in e_in.tolist()])
     f_out = torch.tensor([math.copysign(math.sqrt(abs(v)), v) for v in e_out.tolist()])
     weight = w_mu + w_sigma * f_out.view(-1, 1) * f_in.view(1, -1)
@@ -132,7 +138,7 @@ def noisy_linear_matches_f_linear(ns: Namespace) -> None:
         ref = [a.clone().requires_grad_() for a in args[:5]]
         upstream = randn(batch, d_out, seed=70 + i)
         expected = _noisy_reference(*ref, *args[5:])
-        (expected * upstream).sum().backward()
+        (expected * upstream).sum().backward()  # type: ignore[no-untyped-call]
         with case(f"batch {batch}, {d_in} in, {d_out} out, noise of both signs"):
             got = ns.noisy_linear(*leaves, *args[5:])
             assert_close(got, expected.detach(), rtol=1e-5, atol=1e-6, what="output")
@@ -142,7 +148,7 @@ def noisy_linear_matches_f_linear(ns: Namespace) -> None:
                 assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, what=f"gradient of {name}")
 
 
-def _brute_projection(probs, rewards, discounts, atoms):  # type: ignore[no-untyped-def]
+def _brute_projection(probs: Tensor, rewards: Tensor, discounts: Tensor, atoms: Tensor) -> Tensor:
     """Each moved atom spreads its mass over the fixed atoms by a triangle of width 2 dz."""
     z = atoms.double().tolist()
     dz = (z[-1] - z[0]) / (len(z) - 1)
@@ -193,7 +199,7 @@ def projection_matches_brute_force(ns: Namespace) -> None:
 def projection_is_vectorised(ns: Namespace) -> None:
     atoms = torch.linspace(-5.0, 5.0, 21)
 
-    def make(n: int) -> tuple:
+    def make(n: int) -> tuple[Tensor, ...]:
         g = torch.Generator().manual_seed(n)
         probs = torch.rand(n, 21, generator=g).softmax(dim=1)
         return probs, torch.randn(n, generator=g), torch.rand(n, generator=g), atoms

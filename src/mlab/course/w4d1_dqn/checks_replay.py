@@ -126,7 +126,7 @@ def _rows(batch: Any) -> list[int]:
     }
     for name, (got, want) in fields.items():
         assert_close(got, want, what=f"sampled {name} (each row's fields from one transition)")
-    return ks.tolist()
+    return [int(k) for k in ks.tolist()]
 
 
 @check("ReplayBuffer")
