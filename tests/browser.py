@@ -74,11 +74,18 @@ class Browser:
         self._buffer = b""
         self._next_id = 0
         self._events: list[dict[str, Any]] = []
-        target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        attached = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})
-        self._session = attached["sessionId"]
-        self.call("Page.enable")
-        self.call("Runtime.enable")
+        try:
+            target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            attached = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})
+            self._session = attached["sessionId"]
+            self.call("Page.enable")
+            self.call("Runtime.enable")
+        except BaseException:  # a browser that never answered is not left running
+            self.process.kill()
+            self.process.wait()
+            os.close(self._commands_w)
+            os.close(self._replies_r)
+            raise
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:

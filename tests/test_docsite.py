@@ -22,7 +22,7 @@ from mlab.docsite.pages import Pages, _rewrite_links, commonmark_to_mkdocs
 from mlab.errors import CourseError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import INSTALL_HINT, Browser, find_chromium
+from browser import INSTALL_HINT, Browser, BrowserError, find_chromium
 
 pytest.importorskip("material", reason="the `docs` extra is not installed: make docs")
 
@@ -252,7 +252,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
         if os.environ.get("MLAB_REQUIRE_BROWSER"):
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
-    chromium = Browser(executable, tmp_path_factory.mktemp("chromium"), height=900)
+    try:
+        chromium = Browser(executable, tmp_path_factory.mktemp("chromium"), height=900)
+    except BrowserError:  # on a busy machine Chromium's first start can stall: once more
+        chromium = Browser(executable, tmp_path_factory.mktemp("chromium"), height=900)
     yield chromium
     chromium.close()
 
