@@ -1,9 +1,13 @@
 """Run an exercise's checks in this process, with a wrong solution in place of the reference:
-the tests of realistic wrong solutions, one day per file, share these two."""
+the tests of realistic wrong solutions, one day per file, share these; ``variant`` writes a
+wrong solution as the reference's source with one mistake edited in."""
 
 from __future__ import annotations
 
+import inspect
 import re
+import textwrap
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -43,3 +47,16 @@ def assert_fails(
         run_checks(day_id, exercise, value)
     text = str(info.value) + "\n".join(getattr(info.value, "__notes__", []))
     assert re.search(message, text, flags=re.DOTALL), text
+
+
+def variant(module: ModuleType, name: str, *edits: tuple[str, str]) -> Any:
+    """The reference ``module.name`` with each ``(old, new)`` edit applied to its source
+    (so the wrong solution stays in step with the reference; an ``old`` no longer in the
+    source fails loudly)."""
+    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
+    for old, new in edits:
+        assert old in source, f"{old!r} is not in {name}'s source any more"
+        source = source.replace(old, new)
+    scope = dict(vars(module))
+    exec(compile(source, f"<wrong {name}>", "exec"), scope)
+    return scope[name]

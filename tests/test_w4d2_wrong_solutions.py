@@ -5,11 +5,8 @@ mistake written in (``_variant``), so they stay in step with it."""
 
 from __future__ import annotations
 
-import inspect
 import re
-import textwrap
 from functools import partial
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,21 +14,11 @@ import torch
 from torch import Tensor
 
 from checkrun import run_checks
+from checkrun import variant as _variant
 from mlab.errors import MismatchError
 from mlab.rl import kl, lm_policy, pg, ppo
 
 _run = partial(run_checks, "w4d2")
-
-
-def _variant(module: ModuleType, name: str, *edits: tuple[str, str]) -> Any:
-    """The reference ``module.name`` with each ``(old, new)`` edit applied to its source."""
-    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
-    for old, new in edits:
-        assert old in source, f"{old!r} is not in {name}'s source any more"
-        source = source.replace(old, new)
-    scope = dict(vars(module))
-    exec(compile(source, f"<wrong {name}>", "exec"), scope)
-    return scope[name]
 
 
 def whiten_biased_variance(

@@ -5,31 +5,18 @@ mistake written in (``_variant``), so they stay in step with it."""
 
 from __future__ import annotations
 
-import inspect
 import re
-import textwrap
 from functools import partial
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from checkrun import run_checks
+from checkrun import variant as _variant
 from mlab.errors import MismatchError
 from mlab.rl import active, fudge, game
 
 _run = partial(run_checks, "w4d3")
-
-
-def _variant(module: ModuleType, name: str, *edits: tuple[str, str]) -> Any:
-    """The reference ``module.name`` with each ``(old, new)`` edit applied to its source."""
-    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
-    for old, new in edits:
-        assert old in source, f"{old!r} is not in {name}'s source any more"
-        source = source.replace(old, new)
-    scope = dict(vars(module))
-    exec(compile(source, f"<wrong {name}>", "exec"), scope)
-    return scope[name]
 
 
 WRONG: dict[str, tuple[str, Any, str]] = {

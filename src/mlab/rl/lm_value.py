@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,15 @@ from mlab.rl.lm_ppo import sample_prompts
 from mlab.rl.sentiment import sentiment_scores
 from mlab.sampling import generate
 
-__all__ = ["TokenValue", "best_of_n", "best_of_n_kl", "train_prefix_value", "value_guided_decode"]
+__all__ = [
+    "BestOfN",
+    "TokenValue",
+    "best_of_n",
+    "best_of_n_kl",
+    "best_of_n_samples",
+    "train_prefix_value",
+    "value_guided_decode",
+]
 
 
 def best_of_n_kl(n: int) -> float:
@@ -41,7 +50,37 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
+class BestOfN(NamedTuple):
+    """The winners of best-of-``n``, one per prompt: their tokens ``(batch, gen_len)``,
+    scores ``(batch,)`` and texts."""
+
+    tokens: Tensor
+    scores: Tensor
+    texts: list[str]
+
+
 @torch.no_grad()
+def best_of_n_samples(
+    model: GPT2LMHeadModel,
+    tokenizer: Tokenizer,
+    prompts: list[list[int]],
+    n: int,
+    gen_len: int,
+    g: torch.Generator,
+    score_fn: Callable[[list[str]], Tensor] = sentiment_scores,
+) -> BestOfN:
+    """Sample ``n`` continuations of ``gen_len`` tokens per prompt (``n`` rows through the
+    model at every step) and keep the one ``score_fn`` scores highest."""
+    many = [p for p in prompts for _ in range(n)]
+    ids, mask = left_pad_prompts(many, pad_token_id=0)
+    seq = generate(model, ids, mask, max_new_tokens=gen_len, do_sample=True, generator=g)
+    responses = seq[:, ids.shape[1] :]
+    texts = [tokenizer.decode(r.tolist()) for r in responses]
+    scores = score_fn(texts).view(len(prompts), n)
+    best = scores.argmax(1) + torch.arange(len(prompts)) * n
+    return BestOfN(responses[best], scores.max(1).values, [texts[int(i)] for i in best])
+
+
 def best_of_n(
     model: GPT2LMHeadModel,
     tokenizer: Tokenizer,
@@ -51,14 +90,10 @@ def best_of_n(
     g: torch.Generator,
     score_fn: Callable[[list[str]], Tensor] = sentiment_scores,
 ) -> tuple[Tensor, list[str]]:
-    """The best score of ``n`` samples per prompt, and the winning texts."""
-    many = [p for p in prompts for _ in range(n)]
-    ids, mask = left_pad_prompts(many, pad_token_id=0)
-    seq = generate(model, ids, mask, max_new_tokens=gen_len, do_sample=True, generator=g)
-    texts = [tokenizer.decode(r.tolist()) for r in seq[:, ids.shape[1] :]]
-    scores = score_fn(texts).view(len(prompts), n)
-    best = scores.argmax(1)
-    return scores.max(1).values, [texts[i * n + int(b)] for i, b in enumerate(best)]
+    """The best score of ``n`` samples per prompt, and the winning texts
+    (:func:`best_of_n_samples` without the tokens)."""
+    best = best_of_n_samples(model, tokenizer, prompts, n, gen_len, g, score_fn)
+    return best.scores, best.texts
 
 
 class TokenValue(nn.Module):

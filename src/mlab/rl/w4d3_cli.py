@@ -1,4 +1,4 @@
-"""``mlab rl fudge``, ``mlab rl active`` and ``mlab rl game``: w4d3's runs
+"""``mlab rl fudge``, ``active``, ``game`` and ``w4d3-report``: w4d3's runs
 (:mod:`mlab.rl.w4d3_fudge`, :mod:`mlab.rl.w4d3_active`, :mod:`mlab.rl.w4d3_game`).
 :func:`register` adds them to ``mlab rl``; torch is imported only when a command runs."""
 
@@ -37,11 +37,34 @@ def fudge(
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="A tuned policy's folder (config.json, model.safetensors, tokenizer.json: "
+            "mlab rl rlhf --out DIR writes DIR/policy): add its rows, plain sampling."
+        ),
+    ] = None,
+    policy_only: Annotated[
+        bool,
+        typer.Option(help="Decode only the --policy rows (the same prompts as a full run)."),
+    ] = False,
 ) -> None:
-    """FUDGE (top-k 16 and 64, several strengths) against best-of-n at matched rows."""
+    """FUDGE (top-k 16 and 64, several strengths) against best-of-n at matched rows, and
+    a tuned policy (w4d2's PPO) on the same prompts with --policy."""
+    from mlab.models.shakespeare import load_pretrained
     from mlab.rl.w4d3_fudge import compare
 
+    if policy_only and policy is None:
+        raise typer.BadParameter("--policy-only needs --policy DIR (the tuned model's folder)")
     lm, tokenizer, lines = _model(model)
+    tuned = None
+    if policy is not None:
+        tuned, policy_tokenizer = load_pretrained(policy)
+        if policy_tokenizer.vocab_size != tokenizer.vocab_size:
+            raise typer.BadParameter(
+                f"{policy}'s tokenizer has {policy_tokenizer.vocab_size} tokens but the base "
+                f"model's {tokenizer.vocab_size}: tune the policy from the same base model"
+            )
 
     def show(row: dict[str, Any]) -> None:
         low, high = row["score_ci"]
@@ -59,11 +82,14 @@ def fudge(
         prompts=prompts,
         gen_len=gen_len,
         seed=seed,
+        policy=tuned,
+        policy_only=policy_only,
         on_row=show,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "fudge.json").write_text(json.dumps(result, indent=1))
-    typer.echo(f"classifier: {result['classifier']}")
+    if "classifier" in result:
+        typer.echo(f"classifier: {result['classifier']}")
 
 
 def active(
@@ -132,8 +158,35 @@ def game(
     (out / "game.json").write_text(json.dumps(result, indent=1))
 
 
+def report(
+    runs: Annotated[Path, typer.Argument(help="Folder of fudge and game runs (one a folder).")],
+    figure: Annotated[
+        Path | None, typer.Option(help="Where to draw the score-against-KL figure.")
+    ] = None,
+) -> None:
+    """Pool every run's seeds under RUNS (*/fudge.json, */game.json): Markdown tables,
+    and the FUDGE frontier figure."""
+    from mlab.rl.w4d3_report import (
+        fudge_table,
+        game_table,
+        load_runs,
+        plot_frontier,
+        pool_fudge,
+        pool_games,
+    )
+
+    if list(runs.glob("*/fudge.json")):
+        pooled = pool_fudge(load_runs(runs, "fudge.json"))
+        typer.echo(fudge_table(pooled) + "\n")
+        if figure is not None:
+            typer.echo(f"wrote {plot_frontier(pooled, figure)}")
+    if list(runs.glob("*/game.json")):
+        typer.echo(game_table(pool_games(load_runs(runs, "game.json"))))
+
+
 def register(app: typer.Typer) -> None:
     """Add w4d3's commands to ``mlab rl``."""
     app.command("fudge")(fudge)
+    app.command("w4d3-report")(report)
     app.command("active")(active)
     app.command("game")(game)

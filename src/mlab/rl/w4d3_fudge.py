@@ -31,7 +31,7 @@ from mlab.rl.fudge import fudge_log_probs, prefix_classifier_loss
 from mlab.rl.kl import exact_kl
 from mlab.rl.lm_policy import left_pad_prompts, response_log_probs
 from mlab.rl.lm_ppo import sample_prompts
-from mlab.rl.lm_value import best_of_n_kl
+from mlab.rl.lm_value import best_of_n_kl, best_of_n_samples
 from mlab.rl.sentiment import sentiment_scores
 from mlab.sampling import generate
 from mlab.sampling.generate import reorder_cache
@@ -44,6 +44,7 @@ __all__ = [
     "best_of_n_decode",
     "fudge_decode",
     "perplexity",
+    "policy_decode",
     "sample_labelled",
     "train_prefix_classifier",
 ]
@@ -155,13 +156,15 @@ def train_prefix_classifier(
 class DecodeResult:
     """Continuations ``(batch, gen)``, their VADER scores and texts, the KL to the base
     model per continuation (exact per step and summed for FUDGE; best-of-n's closed form)
-    and wall-clock seconds per generated token."""
+    and wall-clock seconds per generated token; for a tuned policy also ``kl_sampled``, the
+    sampled log ratio."""
 
     tokens: Tensor
     scores: Tensor
     texts: list[str]
     kl: Tensor
     seconds_per_token: float
+    kl_sampled: Tensor | None = None
 
 
 @torch.no_grad()
@@ -211,7 +214,6 @@ def fudge_decode(
     return DecodeResult(out, score_fn(texts), texts, kl, seconds)
 
 
-@torch.no_grad()
 def best_of_n_decode(
     model: GPT2LMHeadModel,
     tokenizer: Tokenizer,
@@ -221,21 +223,46 @@ def best_of_n_decode(
     g: torch.Generator,
     score_fn: Callable[[list[str]], Tensor] = sentiment_scores,
 ) -> DecodeResult:
-    """Best-of-``n``: ``n`` samples per prompt (``n`` rows through the model at every
-    step), keep the one VADER likes best. KL: $\\log n - (n-1)/n$."""
+    """Best-of-``n`` (w4d2's :func:`~mlab.rl.lm_value.best_of_n_samples`), timed, with its
+    KL bound $\\log n - (n-1)/n$."""
     start = time.perf_counter()
-    many = [p for p in prompts for _ in range(n)]
-    ids, mask = left_pad_prompts(many, pad_token_id=0)
-    seq = generate(model, ids, mask, max_new_tokens=gen_len, do_sample=True, generator=g)
-    responses = seq[:, ids.shape[1] :]
-    texts = [tokenizer.decode(r.tolist()) for r in responses]
-    scores = score_fn(texts).view(len(prompts), n)
-    best = scores.argmax(1) + torch.arange(len(prompts)) * n
+    best = best_of_n_samples(model, tokenizer, prompts, n, gen_len, g, score_fn)
     seconds = (time.perf_counter() - start) / (len(prompts) * gen_len)
     kl = torch.full((len(prompts),), best_of_n_kl(n))
-    return DecodeResult(
-        responses[best], scores.max(1).values, [texts[int(i)] for i in best], kl, seconds
-    )
+    return DecodeResult(best.tokens, best.scores, best.texts, kl, seconds)
+
+
+@torch.no_grad()
+def policy_decode(
+    policy: GPT2LMHeadModel,
+    base: GPT2LMHeadModel,
+    tokenizer: Tokenizer,
+    prompts: list[list[int]],
+    gen_len: int,
+    g: torch.Generator,
+    score_fn: Callable[[list[str]], Tensor] = sentiment_scores,
+) -> DecodeResult:
+    """Plain sampling (temperature 1, no top-``k``) from a tuned ``policy`` such as w4d2's
+    PPO policy. The KL to ``base`` of each continuation is the exact KL of every step
+    (both next-token distributions summed over the vocabulary, after the prefix sampled)
+    summed over the steps, as :func:`fudge_decode`'s; ``kl_sampled`` is the sampled log
+    ratio $\\sum_t \\log \\pi(y_t) - \\log \\rho(y_t)$ (w4d2's ``k1``). Both are unbiased
+    estimates of the continuation's KL. The time per token is the sampling and scoring
+    only (the KL is measurement, not part of decoding)."""
+    start = time.perf_counter()
+    ids, mask = left_pad_prompts(prompts, pad_token_id=0)
+    seq = generate(policy, ids, mask, max_new_tokens=gen_len, do_sample=True, generator=g)
+    tokens = seq[:, ids.shape[1] :]
+    texts = [tokenizer.decode(r.tolist()) for r in tokens]
+    scores = score_fn(texts)
+    seconds = (time.perf_counter() - start) / (len(prompts) * gen_len)
+    full_mask = torch.cat([mask, torch.ones_like(tokens)], 1)
+    width = ids.shape[1]
+    logits = policy(seq, attention_mask=full_mask, use_cache=False).logits.float()
+    ref = base(seq, attention_mask=full_mask, use_cache=False).logits.float()
+    kl = exact_kl(logits[:, width - 1 : -1], ref[:, width - 1 : -1]).sum(1)
+    log_ratio = response_log_probs(logits, seq, width) - response_log_probs(ref, seq, width)
+    return DecodeResult(tokens, scores, texts, kl, seconds, kl_sampled=log_ratio.sum(1))
 
 
 @torch.no_grad()
@@ -262,25 +289,25 @@ def compare(
     samples: int = 2048,
     prompts: int = 64,
     gen_len: int = 16,
+    ns: tuple[int, ...] = (1, 4, 16, 64),
     ks: tuple[int, ...] = (16, 64),
     strengths: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0),
+    policy: GPT2LMHeadModel | None = None,
+    policy_only: bool = False,
     seed: int = 0,
     on_row: Callable[[dict[str, object]], None] | None = None,
 ) -> dict[str, object]:
     """Train the prefix classifier on ``samples`` base-model continuations, then decode the
-    same ``prompts`` with FUDGE (each ``k`` and strength) and best-of-``n`` for ``n`` in
-    ``(1, *ks)``: one row per method with the mean VADER score and its bootstrap 95% CI
-    over prompts, the share of positive texts, the KL to the base model, the perplexity
-    of the continuations under the base model, and seconds per generated token."""
+    same ``prompts`` (drawn from ``seed`` alone) with best-of-``n`` for each of ``ns``,
+    FUDGE (each ``k`` and strength) and, if given, plain sampling from a tuned ``policy``
+    (its own generator, so a ``policy_only`` run, which skips the classifier and every
+    other method, decodes what a full run would). One row per method: the mean VADER score
+    and its bootstrap 95% CI over prompts, the share of positive texts, the KL to the base
+    model, the perplexity of the continuations under the base model, seconds per generated
+    token, and the per-prompt scores, KLs and log likelihoods (to pool seeds)."""
     from mlab.analysis.bootstrap import bootstrap_ci
 
     model.eval()
-    start = time.perf_counter()
-    data = sample_labelled(model, tokenizer, lines, samples, gen_len=gen_len, seed=seed)
-    vocab = model.config.vocab_size
-    prior = sentiment_scores([tokenizer.decode([i]) for i in range(vocab)])
-    head, classifier = train_prefix_classifier(data, prior, seed=seed)
-    classifier["seconds"] = time.perf_counter() - start
     test_prompts = sample_prompts(lines, prompts, random.Random(seed + 1))
     rows: list[dict[str, object]] = []
 
@@ -297,16 +324,38 @@ def compare(
             "perplexity": perplexity(ll),
             "ms_per_token": 1000 * r.seconds_per_token,
             "example": r.texts[0],
+            "scores": r.scores.tolist(),
+            "kls": r.kl.tolist(),
+            "log_likelihoods": ll.tolist(),
         }
+        if r.kl_sampled is not None:
+            row["kl_sampled"] = float(r.kl_sampled.mean())
         rows.append(row)
         if on_row is not None:
             on_row(row)
 
-    g = torch.Generator().manual_seed(seed)
-    for n in (1, *ks):
-        add(f"best-of-{n}", n, best_of_n_decode(model, tokenizer, test_prompts, n, gen_len, g))
-    for k in ks:
-        for s in strengths:
-            r = fudge_decode(model, head, tokenizer, test_prompts, gen_len, g, k=k, strength=s)
-            add(f"FUDGE k={k} s={s:g}", k, r)
-    return {"classifier": classifier, "rows": rows, "prompts": prompts, "gen_len": gen_len}
+    result: dict[str, object] = {"rows": rows, "prompts": prompts, "gen_len": gen_len}
+    result["seed"] = seed
+    if not policy_only:
+        start = time.perf_counter()
+        data = sample_labelled(model, tokenizer, lines, samples, gen_len=gen_len, seed=seed)
+        vocab = model.config.vocab_size
+        prior = sentiment_scores([tokenizer.decode([i]) for i in range(vocab)])
+        head, classifier = train_prefix_classifier(data, prior, seed=seed)
+        classifier["seconds"] = time.perf_counter() - start
+        result["classifier"] = classifier
+        g = torch.Generator().manual_seed(seed)
+        for n in ns:
+            r = best_of_n_decode(model, tokenizer, test_prompts, n, gen_len, g)
+            add(f"best-of-{n}", n, r)
+        for k in ks:
+            for s in strengths:
+                r = fudge_decode(model, head, tokenizer, test_prompts, gen_len, g, k=k, strength=s)
+                add(f"FUDGE k={k} s={s:g}", k, r)
+    if policy is not None:
+        policy.eval()
+        g = torch.Generator().manual_seed(seed + 1000)
+        add("PPO policy", 1, policy_decode(policy, model, tokenizer, test_prompts, gen_len, g))
+    elif policy_only:
+        raise ValueError("policy_only=True needs a policy: pass the tuned model")
+    return result

@@ -268,6 +268,7 @@ def run(
             "ci": [low, high],
             "positive_wins": float((z > 0).mean()),
             "negative_wins": float((z < 0).mean()),
+            "outcomes": z.tolist(),
         }
         matchups.append(row)
         log(
@@ -276,4 +277,10 @@ def run(
         )
         if pos.startswith("value") and neg == "greedy":
             samples = games.texts[:4]
-    return {"calibration": calibrations, "matchups": matchups, "samples": samples}
+    return {
+        "seed": seed,
+        "eval_games": eval_games,
+        "calibration": calibrations,
+        "matchups": matchups,
+        "samples": samples,
+    }
