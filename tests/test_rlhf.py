@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor
 
 from mlab.course.w2d4_sampling.hf_reference import model_pair
+from mlab.errors import ConfigError
 from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
+from mlab.models.shakespeare import CharTokenizer, load_pretrained
 from mlab.rl.kl import exact_kl
 from mlab.rl.lm_policy import PolicyWithValue, left_pad_prompts, response_log_probs
 from mlab.rl.lm_ppo import RLHFConfig, rollout, train_rlhf
@@ -102,6 +105,37 @@ def test_ppo_raises_an_easy_reward() -> None:
     assert end > start + 0.25, result.score
     assert result.kl[-1] > 0.1 and result.exact_kl[-1] > 0.1
     assert result.exact_kl[0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ppo_saves_the_tuned_policy_for_load_pretrained(tmp_path: Path) -> None:
+    tokenizer = CharTokenizer("abcdefghijklmnop")  # 16 characters: the tiny model's vocab
+    lines = [tokenizer.encode("abcdefgh"), tokenizer.encode("ponmlkji")]
+    config = RLHFConfig(iterations=2, batch=4, minibatch=2, epochs=1, gen_len=3, lr=1e-2)
+    policy, _ = train_rlhf(
+        tiny_model(), tokenizer, lines, config, score_fn=lambda t: torch.ones(len(t)), out=tmp_path
+    )
+    model, loaded = load_pretrained(tmp_path / "policy")
+    assert isinstance(loaded, CharTokenizer) and loaded.chars == tokenizer.chars
+    want = policy.model.state_dict()
+    assert model.state_dict().keys() == want.keys()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, want[name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(want["lm_head.weight"], tiny_model().lm_head.weight)  # it moved
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"minibatch": 128}, "lower minibatch"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"lr": -1e-4}, "lr=-0.0001"),
+        ({"beta": -0.1}, "beta=-0.1"),
+        ({"target_kl": 0.0}, "target_kl=0.0"),
+    ],
+)
+def test_bad_ppo_settings_are_named(change: dict[str, float], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        RLHFConfig(**change)  # type: ignore[arg-type]
 
 
 def test_best_of_n_kl_and_scores() -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "learning_rate",
     "load_pretrained",
     "load_tiny_shakespeare",
+    "save_model",
     "train",
 ]
 
@@ -431,11 +432,7 @@ def _save(
     recipe: Recipe,
     tokenizer: Tokenizer,
 ) -> None:
-    save_pretrained(model, directory)
-    spec: dict[str, Any] = {"kind": "char", "chars": getattr(tokenizer, "chars", "")}
-    if isinstance(tokenizer, CompactGPT2Tokenizer):
-        spec = {"kind": "gpt2", "keep": tokenizer.keep}
-    (directory / "tokenizer.json").write_text(json.dumps(spec) + "\n", encoding="utf-8")
+    save_model(model, tokenizer, directory)
     state = {
         "recipe": asdict(recipe),
         "step": step,
@@ -444,6 +441,18 @@ def _save(
     }
     torch.save(state, directory / "training_state.pt.tmp")
     (directory / "training_state.pt.tmp").replace(directory / "training_state.pt")
+
+
+def save_model(model: GPT2LMHeadModel, tokenizer: Tokenizer, directory: str | Path) -> Path:
+    """Write ``model`` and its tokenizer's description to ``directory`` (``config.json``,
+    ``model.safetensors``, ``tokenizer.json``), so that :func:`load_pretrained` and
+    ``mlab sample --model`` load it. Returns the folder."""
+    path = save_pretrained(model, directory)
+    spec: dict[str, Any] = {"kind": "char", "chars": getattr(tokenizer, "chars", "")}
+    if isinstance(tokenizer, CompactGPT2Tokenizer):
+        spec = {"kind": "gpt2", "keep": tokenizer.keep}
+    (path / "tokenizer.json").write_text(json.dumps(spec) + "\n", encoding="utf-8")
+    return path
 
 
 def load_pretrained(directory: str | Path | None = None) -> tuple[GPT2LMHeadModel, Tokenizer]:

@@ -40,17 +40,23 @@ def rlhf(
         int, typer.Option(help="The adaptive controller's horizon, in samples.")
     ] = 10_000,
     iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 24,
+    batch: Annotated[int, typer.Option(help="Continuations sampled per iteration.")] = 64,
+    minibatch: Annotated[int, typer.Option(help="Continuations per gradient step.")] = 16,
+    epochs: Annotated[int, typer.Option(help="Passes over each batch.")] = 4,
     lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 3e-4,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,
 ) -> None:
-    """PPO on the Shakespeare GPT-2: reward = VADER compound - beta * KL to the frozen model."""
+    """PPO on the Shakespeare GPT-2: reward = VADER compound - beta * KL to the frozen model.
+    The tuned model is saved in OUT/policy (`mlab sample --model OUT/policy` samples it)."""
     from mlab.rl.lm_ppo import RLHFConfig, train_rlhf
 
-    lm, tokenizer, lines = _model(model)
     config = RLHFConfig(
         iterations=iterations,
+        batch=batch,
+        minibatch=minibatch,
+        epochs=epochs,
         beta=beta,
         target_kl=target_kl,
         horizon=horizon,
@@ -58,6 +64,7 @@ def rlhf(
         gen_len=gen_len,
         seed=seed,
     )
+    lm, tokenizer, lines = _model(model)
 
     def show(it: int, r: Any) -> None:
         typer.echo(

@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mlab.errors import ConfigError
 from mlab.models.gpt2 import GPT2LMHeadModel
-from mlab.models.shakespeare import Tokenizer
+from mlab.models.shakespeare import Tokenizer, save_model
 from mlab.rl.kl import exact_kl
 from mlab.rl.lm_policy import (
     PolicyWithValue,
@@ -78,6 +79,24 @@ class RLHFConfig:
     target_kl: float | None = None  # nats per continuation: adaptive beta when set
     horizon: int = 10_000  # samples, for the adaptive controller
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse values the loop cannot run with, naming the field and the fix."""
+        for name in ("iterations", "batch", "minibatch", "epochs", "gen_len", "horizon"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: give a positive count")
+        if self.minibatch > self.batch:
+            raise ConfigError(
+                f"minibatch={self.minibatch} is larger than batch={self.batch}: a gradient "
+                "step cannot use more continuations than were sampled; lower minibatch"
+            )
+        for name in ("lr", "clip", "vf_clip"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: give a positive number")
+        if not self.beta >= 0:
+            raise ConfigError(f"beta={self.beta!r}: give 0 (no KL penalty) or more")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ConfigError(f"target_kl={self.target_kl!r}: give a positive KL in nats")
 
 
 @dataclass
@@ -225,7 +244,9 @@ def train_rlhf(
 ) -> tuple[PolicyWithValue, RLHFResult]:
     """Tune a copy of ``model`` with PPO against ``score_fn`` minus the KL to ``model``
     (which stays frozen as the reference). With ``out``, writes ``metrics.jsonl`` (one
-    line per iteration) and ``result.json`` (rewritten after every iteration)."""
+    line per iteration), ``result.json`` (rewritten after every iteration) and, at the
+    end, the tuned language model in ``policy/`` (``load_pretrained(out / "policy")``
+    loads it; so does ``mlab sample --model``)."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     g = torch.Generator().manual_seed(config.seed)
@@ -269,4 +290,6 @@ def train_rlhf(
             (out / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
         if on_iteration is not None:
             on_iteration(it, result)
+    if out is not None:
+        save_model(policy.model, tokenizer, out / "policy")
     return policy, result
