@@ -127,7 +127,8 @@ def plot_frontier(pooled: list[dict[str, Any]], path: str | Path) -> Path:
     ax.set_xlabel("KL(decoder ‖ base model) per 16-token continuation, nats (symlog)")
     ax.set_ylabel("mean VADER compound (95% CI)")
     seeds = max(r["seeds"] for r in pooled)
-    ax.set_title(f"Score against KL, {pooled[0]['prompts']} prompts over {seeds} seeds")
+    plural = "s" if seeds > 1 else ""
+    ax.set_title(f"Score against KL: {pooled[0]['prompts']} prompts ({seeds} seed{plural})")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
