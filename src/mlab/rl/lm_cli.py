@@ -39,11 +39,11 @@ def rlhf(
     horizon: Annotated[
         int, typer.Option(help="The adaptive controller's horizon, in samples.")
     ] = 10_000,
-    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 24,
-    batch: Annotated[int, typer.Option(help="Continuations sampled per iteration.")] = 64,
-    minibatch: Annotated[int, typer.Option(help="Continuations per gradient step.")] = 16,
+    iterations: Annotated[int, typer.Option(help="PPO iterations.")] = 80,
+    batch: Annotated[int, typer.Option(help="Continuations sampled per iteration.")] = 128,
+    minibatch: Annotated[int, typer.Option(help="Continuations per gradient step.")] = 32,
     epochs: Annotated[int, typer.Option(help="Passes over each batch.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 3e-4,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate.")] = 5e-5,
     gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: ModelOption = None,

@@ -64,12 +64,12 @@ __all__ = [
 class RLHFConfig:
     """One PPO run on the language model (trl's names where it has them)."""
 
-    iterations: int = 24
-    batch: int = 64  # continuations per iteration
-    minibatch: int = 16
+    iterations: int = 80
+    batch: int = 128  # continuations per iteration
+    minibatch: int = 32
     epochs: int = 4
     gen_len: int = 16  # tokens per continuation: the KL is per this many tokens
-    lr: float = 3e-4
+    lr: float = 5e-5
     clip: float = 0.2
     vf_clip: float = 0.2
     vf_coef: float = 0.1
