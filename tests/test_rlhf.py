@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 from torch import Tensor
+from typer.testing import CliRunner
 
+from mlab.cli import app
 from mlab.course.w2d4_sampling.hf_reference import model_pair
-from mlab.errors import ConfigError
+from mlab.errors import ConfigError, DataError
 from mlab.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from mlab.models.shakespeare import CharTokenizer, load_pretrained
 from mlab.rl.kl import exact_kl
 from mlab.rl.lm_policy import PolicyWithValue, left_pad_prompts, response_log_probs
-from mlab.rl.lm_ppo import RLHFConfig, rollout, train_rlhf
+from mlab.rl.lm_ppo import RLHFConfig, evaluate_policy, rollout, train_rlhf
 from mlab.rl.lm_value import TokenValue, best_of_n, best_of_n_kl, value_guided_decode
 from mlab.rl.pg import Bandit, train_bandit, train_probe
 from mlab.rl.ppo import CartPoleConfig, train_cartpole
@@ -123,10 +125,35 @@ def test_ppo_saves_the_tuned_policy_for_load_pretrained(tmp_path: Path) -> None:
     assert not torch.equal(want["lm_head.weight"], tiny_model().lm_head.weight)  # it moved
 
 
+def test_evaluate_policy_on_fixed_prompts() -> None:
+    tokenizer = CharTokenizer("abcdefghijklmnop")
+    prompts = [tokenizer.encode(w) for w in ("abc", "po", "kjihg", "a", "bb", "nop")]
+    base, tuned = tiny_model(0), tiny_model(1)
+
+    def score(texts: list[str]) -> Tensor:
+        return torch.tensor([t.count("a") / len(t) for t in texts])
+
+    same = evaluate_policy(base, base, tokenizer, prompts, 4, chunk=4, score_fn=score)
+    assert same["exact_kl"] == pytest.approx(0.0, abs=1e-5) and same["kl"] == 0.0
+    assert same["prompts"] == 6 and len(same["samples"]) == 6
+    row = evaluate_policy(tuned, base, tokenizer, prompts, 4, chunk=4, score_fn=score)
+    continuations = [t.split(" |", 1)[1] for t in row["samples"]]
+    assert row["score"] == pytest.approx(float(score(continuations).mean()))
+    assert row["score_ci"][0] <= row["score"] <= row["score_ci"][1]
+    assert row["exact_kl"] > 0.01 and row["exact_kl_ci"][0] <= row["exact_kl"]
+
+
+def test_rlhf_eval_names_a_run_without_a_policy(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["rl", "rlhf-eval", str(tmp_path)])
+    assert isinstance(result.exception, DataError)  # mlab's main prints it, exit code 2
+    assert "no tuned policy in" in str(result.exception)
+    assert "mlab rl rlhf --out RUN" in str(result.exception)
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"minibatch": 128}, "lower minibatch"),
+        ({"minibatch": 256}, "lower minibatch"),
         ({"epochs": 0}, "epochs=0"),
         ({"lr": -1e-4}, "lr=-0.0001"),
         ({"beta": -0.1}, "beta=-0.1"),

@@ -128,6 +128,41 @@ def rlhf_decode(
     (out / "decode.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def rlhf_eval(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (mlab rl rlhf --out).")],
+    prompts: Annotated[int, typer.Option(help="Fixed prompts, one continuation each.")] = 512,
+    gen_len: Annotated[int, typer.Option(help="Tokens per continuation.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the prompts and the sampling.")] = 1,
+    model: ModelOption = None,
+) -> None:
+    """Measure tuned policies (RUN/policy) on the same fixed prompts: mean VADER and exact
+    KL to the base model, with bootstrap 95% intervals. Writes RUN/eval.json."""
+    import random
+
+    from mlab.errors import DataError
+    from mlab.models.shakespeare import load_pretrained
+    from mlab.rl.lm_ppo import evaluate_policy, sample_prompts
+
+    missing = [str(r) for r in runs if not (r / "policy" / "model.safetensors").is_file()]
+    if missing:
+        raise DataError(
+            f"no tuned policy in {', '.join(missing)}: a finished `mlab rl rlhf --out RUN` "
+            "saves one in RUN/policy"
+        )
+    ref, tokenizer, lines = _model(model)
+    chosen = sample_prompts(lines, prompts, random.Random(seed))
+    for run in runs:
+        policy, _ = load_pretrained(run / "policy")
+        row = evaluate_policy(policy, ref, tokenizer, chosen, gen_len, seed)
+        (run / "eval.json").write_text(json.dumps(row, indent=1) + "\n")
+        low, high = row["score_ci"]
+        typer.echo(
+            f"{run}: score {row['score']:+.3f} [{low:+.3f}, {high:+.3f}]  exact KL "
+            f"{row['exact_kl']:.2f} [{row['exact_kl_ci'][0]:.2f}, {row['exact_kl_ci'][1]:.2f}]"
+            f"  k1 {row['kl']:.2f}"
+        )
+
+
 def rlhf_plot(
     runs: Annotated[Path, typer.Argument(help="The folder holding the runs' folders.")],
     out: Annotated[Path, typer.Option(help="Where to write the PNG.")] = Path("frontier.png"),
@@ -160,5 +195,6 @@ def register(app: typer.Typer) -> None:
     """Add w4d2's commands to ``mlab rl``."""
     app.command("rlhf")(rlhf)
     app.command("rlhf-decode")(rlhf_decode)
+    app.command("rlhf-eval")(rlhf_eval)
     app.command("rlhf-plot")(rlhf_plot)
     app.command("ppo-cartpole")(ppo_cartpole)
