@@ -8,8 +8,16 @@ uncertainty, and a figure.
 - ``factor``: each value of one factor (dropout, weight decay, ...) against the baseline value,
   on the same validation windows: the mean per-window difference of the final validation
   loss, a paired bootstrap 95% interval and a paired t-test (seeds averaged first).
+  With several seeds, also per seed (the same seed on both sides): the mean difference, its
+  t interval over seeds and the paired t-test over seeds, which counts the seeds' noise that
+  the per-window interval does not. Image runs add the same for the validation accuracy.
 - ``batch``: steps and tokens until the validation loss first reaches a target, per batch size
   and learning-rate rule, and McCandlish et al.'s critical batch size fitted per rule.
+- ``early_stopping``: the day's early-stopping rule (:func:`mlab.scaling.regularisation.
+  early_stopping`) applied to each run's validation curve (runs trained to the end) for each
+  ``patience`` in ``[early_stopping]``: where it stops, the steps it saves, and what the model
+  it keeps (the best evaluation so far) costs or gains against the model at the end, per
+  example (seeds averaged) and per seed.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from mlab.scaling.laws import (
 )
 from mlab.scaling.studies import Run, Study
 
-__all__ = ["analyse", "collect", "paired_difference"]
+__all__ = ["analyse", "collect", "paired_difference", "seed_difference"]
+
+ARRAYS = ("window_losses", "correct", "example_files")  # per run, kept out of summary.json
 
 
 def _setting(text: str, key: str) -> Any:
@@ -66,6 +76,7 @@ def collect(runs: list[tuple[Run, Path]]) -> list[dict[str, Any]]:
                 "gpt.block_size",
                 "LanguageModelTask.batch_size",
                 "LanguageModelTask.block_size",
+                "ImageTask.batch_size",
                 "train.grad_accum",
             )
         }
@@ -74,10 +85,10 @@ def collect(runs: list[tuple[Run, Path]]) -> list[dict[str, Any]]:
         if not evals:
             continue
         steps = max(r["step"] for r in records)
-        tokens = steps * get["LanguageModelTask.batch_size"] * get["LanguageModelTask.block_size"]
-        tokens *= get["train.grad_accum"] or 1
-        n_layer, d = get["gpt.n_layer"], get["gpt.n_embd"]
-        vocab, block = get["gpt.vocab_size"], get["LanguageModelTask.block_size"]
+        lm = get["gpt.n_embd"] is not None
+        batch = get["LanguageModelTask.batch_size" if lm else "ImageTask.batch_size"] or 1
+        per_example = get["LanguageModelTask.block_size"] if lm else 1
+        tokens = steps * batch * per_example * (get["train.grad_accum"] or 1)
         record: dict[str, Any] = {
             "name": run.name,
             "params": run.params,
@@ -88,17 +99,56 @@ def collect(runs: list[tuple[Run, Path]]) -> list[dict[str, Any]]:
             "final_val_loss": evals[-1][1],
             "best_val_loss": min(v for _, v in evals),
             "steps": steps,
-            "batch_size": get["LanguageModelTask.batch_size"],
-            "tokens": tokens,
-            "n_params": gpt_parameter_count(n_layer, d, vocab, get["gpt.block_size"], False),
-            "flops": gpt_training_flops(n_layer, d, vocab, block, tokens),
+            "batch_size": batch,
+            "tokens": tokens,  # training examples for images
         }
-        examples = sorted((folder / "examples").glob("step_*.npz"))
-        if examples:
-            with np.load(examples[-1]) as data:
-                record["window_losses"] = data["losses"].astype(np.float64)
+        if lm:
+            n_layer, d = get["gpt.n_layer"], get["gpt.n_embd"]
+            vocab, block = get["gpt.vocab_size"], get["LanguageModelTask.block_size"]
+            record["n_params"] = gpt_parameter_count(
+                n_layer, d, vocab, get["gpt.block_size"], False
+            )
+            record["flops"] = gpt_training_flops(n_layer, d, vocab, block, tokens)
+        accuracy = [r["val_accuracy"] for r in records if "val_accuracy" in r]
+        if len(accuracy) == len(evals):
+            record["val_accuracies"] = accuracy
+            record["final_val_accuracy"] = accuracy[-1]
+        files = {int(f.stem.removeprefix("step_")): f for f in (folder / "examples").glob("*.npz")}
+        if files:
+            record["example_files"] = files
+            record.update(_example_arrays(files[max(files)]))
         out.append(record)
     return out
+
+
+def _example_arrays(path: Path) -> dict[str, np.ndarray]:
+    """One evaluation's per-example losses and, for classifiers, 0/1 correctness."""
+    with np.load(path) as data:
+        out = {"window_losses": data["losses"].astype(np.float64)}
+        if "predictions" in data and "labels" in data:
+            out["correct"] = (data["predictions"] == data["labels"]).astype(np.float64)
+    return out
+
+
+def _seed(params: dict[str, Any]) -> Any:
+    return params.get("seed", params.get("train.seed", 0))
+
+
+def seed_difference(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Per-seed differences ``a[i] - b[i]`` (the same seed on both sides): their mean, the 95%
+    t interval over seeds and the paired t-test's p-value (w3d3's
+    :func:`mlab.analysis.paired_t_test`); ``nan`` for both with fewer than two seeds."""
+    from scipy import stats
+
+    from mlab.analysis.paired import paired_t_test
+
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    out: dict[str, Any] = {"mean": float(diff.mean()), "by_seed": diff.tolist(), "n": len(diff)}
+    if len(diff) < 2:
+        return out | {"low": math.nan, "high": math.nan, "p": math.nan}
+    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff)))
+    _, p = paired_t_test(np.asarray(a, float), np.asarray(b, float))
+    return out | {"low": out["mean"] - half, "high": out["mean"] + half, "p": p}
 
 
 def paired_difference(
@@ -161,7 +211,7 @@ def analyse(
     from mlab.scaling.plots import plot_study
 
     summary: dict[str, Any] = {"study": study.name, "title": study.title, "kind": study.kind}
-    runs = [{k: v for k, v in r.items() if k != "window_losses"} for r in results]
+    runs = [{k: v for k, v in r.items() if k not in ARRAYS} for r in results]
     summary["runs"] = runs
     holdout = int(study.options.get("fit", {}).get("holdout", 1))
     lines: list[str] = []
@@ -203,6 +253,8 @@ def analyse(
         lines += _factor(study, results, summary)
     elif study.kind == "batch":
         lines += _batch(study, results, summary)
+    elif study.kind == "early_stopping":
+        lines += _early_stopping(study, results, summary)
     summary["lines"] = lines
     out_dir.mkdir(parents=True, exist_ok=True)
     summary["figure"] = str(plot_study(summary, out_dir / "figure.png"))
@@ -237,19 +289,136 @@ def _factor(study: Study, results: list[dict[str, Any]], summary: dict[str, Any]
             theirs = np.mean([r["window_losses"] for r in base], axis=0)
             row["vs_baseline"] = paired_difference(mine, theirs)
             d = row["vs_baseline"]
+            unit = "images" if "correct" in rs[0] else "windows"
             lines.append(
                 f"{name}={value}: final val loss {row['final']:.4f} vs "
                 f"{row['final'] - d['mean']:.4f} at {baseline}; difference {d['mean']:+.4f}, "
                 f"95% CI [{d['low']:+.4f}, "
-                f"{d['high']:+.4f}] over {d['n']} windows (paired t-test p={d['p']:.2g}); "
+                f"{d['high']:+.4f}] over {d['n']} {unit} (paired t-test p={d['p']:.2g}); "
                 f"by seed {', '.join(f'{v:.4f}' for v in row['final_by_seed'])}"
             )
+            lines += _by_seed(row, rs, base, "final_val_loss", "val loss")
+            if all("correct" in r for r in rs + base):
+                mine = np.mean([r["correct"] for r in rs], axis=0)
+                theirs = np.mean([r["correct"] for r in base], axis=0)
+                a = row["accuracy_vs_baseline"] = paired_difference(mine, theirs)
+                lines.append(
+                    f"  val accuracy {100 * mine.mean():.2f}% vs {100 * theirs.mean():.2f}%: "
+                    f"{100 * a['mean']:+.2f} points, 95% CI [{100 * a['low']:+.2f}, "
+                    f"{100 * a['high']:+.2f}] over {a['n']} images"
+                )
+                lines += _by_seed(row, rs, base, "final_val_accuracy", "accuracy", 100)
         else:
             lines.append(
                 f"{name}={value}: final val loss {row['final']:.4f}, best {row['best']:.4f}"
             )
         table.append(row)
     summary["factor"] = {"name": name, "baseline": baseline, "table": table}
+    return lines
+
+
+def _by_seed(
+    row: dict[str, Any],
+    runs: list[dict[str, Any]],
+    base: list[dict[str, Any]],
+    key: str,
+    what: str,
+    scale: float = 1.0,
+) -> list[str]:
+    """The factor's effect on ``key`` per seed (seeds run on both sides), into ``row``."""
+    mine = {_seed(r["params"]): r[key] for r in runs if key in r}
+    theirs = {_seed(r["params"]): r[key] for r in base if key in r}
+    common = sorted(set(mine) & set(theirs), key=str)
+    if len(common) < 2:
+        return []
+    d = row[f"{key}_by_seed"] = seed_difference(
+        [mine[s] for s in common], [theirs[s] for s in common]
+    )
+    return [
+        f"  per seed ({len(common)} seeds), {what}: {scale * d['mean']:+.4g}, 95% t interval "
+        f"[{scale * d['low']:+.4g}, {scale * d['high']:+.4g}] (paired t-test p={d['p']:.2g}); "
+        f"by seed {', '.join(f'{scale * v:+.4g}' for v in d['by_seed'])}"
+    ]
+
+
+def _early_stopping(
+    study: Study, results: list[dict[str, Any]], summary: dict[str, Any]
+) -> list[str]:
+    from mlab.scaling.regularisation import early_stopping
+
+    options = study.options.get("early_stopping", {})
+    patiences = [int(p) for p in options.get("patience", [1, 2, 3, 5])]
+    min_delta = float(options.get("min_delta", 0.0))
+    lines = []
+    table = []
+    runs = [r for r in results if "example_files" in r]
+    if not runs:
+        return ["no run saved its evaluations' examples: nothing to stop early"]
+    end = [_example_arrays(r["example_files"][r["eval_steps"][-1]]) for r in runs]
+    oracle = [int(np.argmin(r["val_losses"])) for r in runs]
+    lines.append(
+        f"{len(runs)} runs of {runs[0]['steps']} steps, evaluated every "
+        f"{runs[0]['eval_steps'][0]}; best evaluation in hindsight at step "
+        + ", ".join(str(r["eval_steps"][i]) for r, i in zip(runs, oracle, strict=True))
+    )
+    for patience in patiences:
+        stops = [early_stopping(r["val_losses"], patience, min_delta) for r in runs]
+        kept = [
+            _example_arrays(r["example_files"][r["eval_steps"][best]])
+            for r, (_, best) in zip(runs, stops, strict=True)
+        ]
+        stop_steps = [r["eval_steps"][stop] for r, (stop, _) in zip(runs, stops, strict=True)]
+        best_steps = [r["eval_steps"][best] for r, (_, best) in zip(runs, stops, strict=True)]
+        saved = float(np.mean([1 - s / r["steps"] for s, r in zip(stop_steps, runs, strict=True)]))
+        mine = np.mean([k["window_losses"] for k in kept], axis=0)
+        theirs = np.mean([e["window_losses"] for e in end], axis=0)
+        row: dict[str, Any] = {
+            "patience": patience,
+            "stop_steps": stop_steps,
+            "best_steps": best_steps,
+            "saved": saved,
+            "loss": float(mine.mean()),
+            "end_loss": float(theirs.mean()),
+            "vs_end": paired_difference(mine, theirs),
+            "by_seed": seed_difference(
+                [k["window_losses"].mean() for k in kept],
+                [e["window_losses"].mean() for e in end],
+            ),
+        }
+        d = row["vs_end"]
+        lines.append(
+            f"patience {patience}: stops at step {', '.join(map(str, stop_steps))} "
+            f"({100 * saved:.0f}% of the steps saved), keeps step "
+            f"{', '.join(map(str, best_steps))}; its val loss {row['loss']:.4f} vs "
+            f"{row['end_loss']:.4f} at the end: {d['mean']:+.4f}, 95% CI [{d['low']:+.4f}, "
+            f"{d['high']:+.4f}] over {d['n']} examples; per seed t interval "
+            f"[{row['by_seed']['low']:+.4f}, {row['by_seed']['high']:+.4f}]"
+        )
+        if all("correct" in k for k in kept + end):
+            a = row["accuracy_vs_end"] = paired_difference(
+                np.mean([k["correct"] for k in kept], axis=0),
+                np.mean([e["correct"] for e in end], axis=0),
+            )
+            lines.append(
+                f"  val accuracy {100 * a['mean']:+.2f} points against the end, 95% CI "
+                f"[{100 * a['low']:+.2f}, {100 * a['high']:+.2f}]"
+            )
+        table.append(row)
+    summary["early_stopping"] = {
+        "table": table,
+        "min_delta": min_delta,
+        "curves": [
+            {
+                "name": r["name"],
+                "steps": r["eval_steps"],
+                "val": r["val_losses"],
+                "train_steps": r.get("train_steps", []),
+                "train": r.get("train_losses", []),
+            }
+            for r in runs
+        ],
+        "total_steps": runs[0]["steps"],
+    }
     return lines
 
 

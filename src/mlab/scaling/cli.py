@@ -43,7 +43,13 @@ def study_command(
     import shutil
 
     from mlab.scaling.analyse import analyse, collect
-    from mlab.scaling.runner import default_queue, run_study, study_dir, study_jobs
+    from mlab.scaling.runner import (
+        analysis_dir,
+        default_queue,
+        run_study,
+        study_dir,
+        study_jobs,
+    )
     from mlab.scaling.studies import load_study, study_names
     from mlab.search import open_queue
 
@@ -55,15 +61,16 @@ def study_command(
     study = load_study(name, tiny=tiny)
     if tiny:
         study.name += "-tiny"
+        study.search += "-tiny"
     if analyse_only:
         folder = study_dir(study, runs_dir)
         runs = [(r, folder / job.id) for r, job in study_jobs(study, runs_dir)]  # type: ignore[attr-defined]
     else:
         runs = run_study(study, runs_dir, queue=queue, workers=workers)
     with open_queue(queue or default_queue(study, runs_dir)) as q:
-        done = {job.id for job in q.results(study.name)}
+        done = {job.id for job in q.results(study.search)}
     results = collect([(run, folder) for run, folder in runs if folder.name in done])
-    summary = analyse(study, results, study_dir(study, runs_dir), n_boot=200 if tiny else 1000)
+    summary = analyse(study, results, analysis_dir(study, runs_dir), n_boot=200 if tiny else 1000)
     console.print(f"[bold]{study.title}[/bold] ({len(results)} of {len(runs)} runs)")
     for line in summary["lines"]:
         console.print("  " + line, highlight=False)

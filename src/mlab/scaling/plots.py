@@ -21,6 +21,8 @@ def plot_study(summary: dict[str, Any], path: Path) -> Path:
         _power_law(summary, left, right)
     elif kind == "factor":
         _factor(summary, left, right)
+    elif kind == "early_stopping":
+        _early_stopping(summary, left, right)
     else:
         _batch(summary, left, right)
     fig.suptitle(summary["title"], fontsize=11)
@@ -108,6 +110,53 @@ def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
     right.set_xlabel(factor["name"])
     right.set_ylabel(f"final val loss minus {factor['name']}={factor['baseline']}")
     right.set_title("paired difference, 95% bootstrap CI over windows", fontsize=9)
+    right.grid(True, alpha=0.3)
+
+
+def _early_stopping(summary: dict[str, Any], left: Any, right: Any) -> None:
+    early = summary["early_stopping"]
+    table = early["table"]
+    middle = table[len(table) // 2] if table else None
+    for i, curve in enumerate(early["curves"]):
+        left.plot(curve["steps"], curve["val"], color=f"C{i}", label=f"run {i + 1}: validation")
+        if curve["train"]:
+            left.plot(curve["train_steps"], curve["train"], "--", color=f"C{i}", alpha=0.5)
+        if middle is not None:
+            stop = middle["stop_steps"][i]
+            best = middle["best_steps"][i]
+            left.axvline(stop, color=f"C{i}", ls=":", lw=1)
+            left.plot([best], [curve["val"][curve["steps"].index(best)]], "*", ms=12, color=f"C{i}")
+    if middle is not None:
+        left.set_title(
+            f"dotted: where patience {middle['patience']} stops; star: the model it keeps; "
+            "dashed: training loss",
+            fontsize=8,
+        )
+    left.set_xlabel("step")
+    left.set_ylabel("loss")
+    left.legend(fontsize=8)
+    left.grid(True, alpha=0.3)
+    right.axhline(0, color="k", lw=0.8)
+    for row in table:
+        d = row["vs_end"]
+        right.errorbar(
+            [row["patience"]],
+            [d["mean"]],
+            yerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]],
+            fmt="o",
+            capsize=4,
+            color="C0",
+        )
+        right.annotate(
+            f"{100 * row['saved']:.0f}% of steps saved",
+            (row["patience"], d["mean"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    right.set_xlabel("patience (evaluations)")
+    right.set_ylabel("val loss of the kept model minus the final model's")
+    right.set_title("paired difference, 95% bootstrap CI over examples", fontsize=9)
     right.grid(True, alpha=0.3)
 
 

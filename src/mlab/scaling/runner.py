@@ -19,11 +19,19 @@ from pathlib import Path
 
 from mlab.scaling.studies import Run, Study
 
-__all__ = ["default_queue", "run_study", "study_dir", "study_jobs"]
+__all__ = ["analysis_dir", "default_queue", "run_study", "study_dir", "study_jobs"]
 
 
 def study_dir(study: Study, runs_dir: str | Path) -> Path:
-    return Path(runs_dir) / study.name
+    """The folder of the study's runs and queue: ``<runs_dir>/<search>``."""
+    return Path(runs_dir) / study.search
+
+
+def analysis_dir(study: Study, runs_dir: str | Path) -> Path:
+    """Where the study's summary and figure go: its runs folder, or, when it shares its search
+    with other studies, a folder of its own name in there."""
+    folder = study_dir(study, runs_dir)
+    return folder if study.search == study.name else folder / study.name
 
 
 def default_queue(study: Study, runs_dir: str | Path) -> str:
@@ -39,8 +47,8 @@ def study_jobs(study: Study, runs_dir: str | Path) -> list[tuple[Run, object]]:
     base = shipped_config(study.config).read_text()
     out: list[tuple[Run, object]] = []
     for run in study.runs(folder / "data"):
-        config = base + "".join(f"\n{b}  # study {study.name}" for b in run.bindings) + "\n"
-        out.append((run, JobSpec(study.name, run.params, config)))
+        config = base + "".join(f"\n{b}  # study {study.search}" for b in run.bindings) + "\n"
+        out.append((run, JobSpec(study.search, run.params, config)))
     return out
 
 
@@ -86,7 +94,7 @@ def run_study(
         finally:
             for helper in helpers:
                 helper.wait()
-        dead = q.dead(study.name)
+        dead = q.dead(study.search)
         if dead:
             print(
                 f"{len(dead)} jobs failed for good: mlab search status --queue {url} --dead",

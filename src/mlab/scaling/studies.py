@@ -11,7 +11,13 @@ gin bindings but are turned into some:
   ``base_batch``, scaled to the run's ``LanguageModelTask.batch_size`` by that rule
   (:func:`mlab.scaling.batch.scale_learning_rate`); with ``[batch]``'s ``tokens`` (and
   ``block_size``), every batch size trains on that many tokens (``train.max_steps``), with
-  ``evals`` evaluations (default 20) over about ``eval_windows`` validation windows.
+  ``evals`` evaluations (default 20) over about ``eval_windows`` validation windows;
+- ``"seed"``: ``train.seed`` and the config's task's seed (``ImageTask.seed``, the data order
+  and augmentation) both bound to the value, so seeds vary everything random.
+
+``search`` (default: the study's name) names the search its runs are jobs of, and their folder:
+studies sharing a search (and the same ``bindings`` and space keys, in the same order) share
+the runs they have in common, trained once (the Fashion-MNIST studies share their baseline).
 
 A ``[tiny]`` table holds what CI runs instead (its ``bindings`` appended, its ``space``
 replacing the full one, its ``[tiny.batch]`` options replacing single ``[batch]`` ones).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,8 +40,8 @@ from mlab.scaling.batch import scale_learning_rate
 
 __all__ = ["Run", "Study", "load_study", "study_names"]
 
-KINDS = ("size", "data", "factor", "batch")
-PSEUDO = ("data.tokens", "lr.rule")
+KINDS = ("size", "data", "factor", "batch", "early_stopping")
+PSEUDO = ("data.tokens", "lr.rule", "seed")
 
 
 def study_names() -> list[str]:
@@ -74,6 +81,18 @@ class Study:
     space: dict[str, list[Any]]
     options: dict[str, Any] = field(default_factory=dict)  # [batch], [factor], [fit] tables
     path: Path | None = None
+    search: str = ""  # the search (and runs folder) its runs belong to; "" is ``name``
+
+    def __post_init__(self) -> None:
+        self.search = self.search or self.name
+
+    def task_name(self) -> str:
+        """The configurable the study's training config trains on (``train.task = @X``)."""
+        from mlab.train.config import shipped_config
+
+        text = shipped_config(self.config).read_text()
+        found = re.findall(r"^train\.task\s*=\s*@(\w+)", text, re.MULTILINE)
+        return found[-1] if found else "LanguageModelTask"
 
     def runs(self, data_dir: Path) -> list[Run]:
         """Every combination of the space's values, as runs (token files written as needed)."""
@@ -85,6 +104,9 @@ class Study:
             for key, value in params.items():
                 if key not in PSEUDO:
                     bindings.append(f"{key} = {_gin_value(value)}")
+            if "seed" in params:
+                seed = int(params["seed"])
+                bindings += [f"train.seed = {seed}", f"{self.task_name()}.seed = {seed}"]
             if "data.tokens" in params:
                 train, val = token_files(data_dir, int(params["data.tokens"]))
                 bindings += [
@@ -159,9 +181,10 @@ def load_study(name_or_path: str, tiny: bool = False) -> Study:
     for key, values in space.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: space {key!r} = {values!r} should be a non-empty list")
-    options: dict[str, Any] = {k: data[k] for k in ("batch", "factor", "fit") if k in data}
+    tables = ("batch", "factor", "fit", "early_stopping")
+    options: dict[str, Any] = {k: data[k] for k in tables if k in data}
     if tiny:  # [tiny.batch] etc. override single options
-        for key in ("batch", "factor", "fit"):
+        for key in tables:
             options[key] = options.get(key, {}) | data.get("tiny", {}).get(key, {})
     from mlab.train.config import CONFIGURABLES, check_binding
 
@@ -170,6 +193,11 @@ def load_study(name_or_path: str, tiny: bool = False) -> Study:
     for key in space:
         if key not in PSEUDO:
             check_binding(f"{key} = 0", CONFIGURABLES)
+    if data["kind"] == "factor" and options.get("factor", {}).get("name") not in space:
+        raise ConfigError(f"{path}: [factor] name should be one of the space's keys")
+    search = data.get("search", "")
+    if not isinstance(search, str) or not re.fullmatch(r"[\w.-]*", search):
+        raise ConfigError(f"{path}: search={search!r} should be a name (letters, digits, _.-)")
     return Study(
         path.name.removesuffix(".toml"),
         data["title"],
@@ -179,4 +207,5 @@ def load_study(name_or_path: str, tiny: bool = False) -> Study:
         space,
         options,
         path,
+        search,
     )

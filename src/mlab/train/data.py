@@ -8,7 +8,13 @@
   of the training set drawn from ``(seed, epoch)``; the position is ``(epoch, batch index)``, and
   resuming starts the epoch's permutation at that batch.
 
-A task also owns its loss and its evaluation, so the loop works with both.
+A task also owns its loss and its evaluation, so the loop works with both. Two regularisers
+(w3d4) are task options: ``label_smoothing`` (the *training* loss is
+``F.cross_entropy(..., label_smoothing=eps)``; evaluation stays plain cross-entropy, so
+validation losses are comparable across eps) and, for images, ``augment`` (a random crop after
+zero padding and a random horizontal flip, drawn for each training batch from a generator
+seeded by the batch's position, so a resumed run sees the same augmented batches; validation
+images are never augmented).
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from mlab.data.download import cache_dir
-from mlab.errors import ConfigError, DataError
+from mlab.errors import ConfigError, DataError, ShapeError
 
 __all__ = [
     "ImageTask",
     "LanguageModelTask",
+    "augment_images",
+    "crop_images",
+    "flip_images",
     "lm_batch",
     "open_token_file",
     "shakespeare_token_files",
@@ -91,6 +100,51 @@ def shakespeare_token_files(tokenizer: str = "char") -> tuple[Path, Path]:
     return train, val
 
 
+def _check_smoothing(label_smoothing: float) -> float:
+    number = isinstance(label_smoothing, int | float) and not isinstance(label_smoothing, bool)
+    if not number or not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(
+            f"label_smoothing={label_smoothing}: use a weight in [0, 1) (0 is plain "
+            "cross-entropy, 0.1 is the usual choice)"
+        )
+    return float(label_smoothing)
+
+
+def crop_images(x: Tensor, padding: int, top: Tensor, left: Tensor) -> Tensor:
+    """Pad ``x`` ``(batch, channels, h, w)`` with ``padding`` zeros on every side and cut each
+    image's ``h x w`` window back out at row ``top[i]``, column ``left[i]`` of the padded image
+    (offsets in ``[0, 2 * padding]``; ``padding`` for both is the image unchanged)."""
+    if x.ndim != 4:
+        raise ShapeError(f"images of shape {tuple(x.shape)}: crop needs (batch, channels, h, w)")
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = top[:, None] + torch.arange(h)  # (batch, h)
+    cols = left[:, None] + torch.arange(w)  # (batch, w)
+    b = torch.arange(len(x))[:, None, None]
+    # advanced indexing puts the indexed dims first: (batch, h, w, channels)
+    return padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def flip_images(x: Tensor, mask: Tensor) -> Tensor:
+    """``x`` ``(batch, channels, h, w)`` with the images where ``mask`` is true mirrored left to
+    right (the last dim reversed)."""
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+def augment_images(x: Tensor, generator: torch.Generator, crop_padding: int, flip: bool) -> Tensor:
+    """A random crop (:func:`crop_images`, both offsets uniform in ``[0, 2 * crop_padding]``,
+    drawn first: rows, then columns) and, with ``flip``, a horizontal flip of each image with
+    probability 1/2 (:func:`flip_images`, drawn after), all from ``generator``."""
+    n = len(x)
+    if crop_padding:
+        top = torch.randint(0, 2 * crop_padding + 1, (n,), generator=generator)
+        left = torch.randint(0, 2 * crop_padding + 1, (n,), generator=generator)
+        x = crop_images(x, crop_padding, top, left)
+    if flip:
+        x = flip_images(x, torch.rand(n, generator=generator) < 0.5)
+    return x
+
+
 def _logits(out: Any) -> Tensor:
     logits: Tensor = out.logits if hasattr(out, "logits") else out
     return logits
@@ -98,7 +152,8 @@ def _logits(out: Any) -> Tensor:
 
 class LanguageModelTask:
     """Next-token prediction on memory-mapped token files (``corpus="shakespeare_char"``, or
-    ``train_file`` and ``val_file``)."""
+    ``train_file`` and ``val_file``). ``label_smoothing``: the training loss's (evaluation's is
+    plain cross-entropy)."""
 
     def __init__(
         self,
@@ -109,7 +164,9 @@ class LanguageModelTask:
         val_file: str | None = None,
         eval_batches: int = 20,
         seed: int = 0,
+        label_smoothing: float = 0.0,
     ) -> None:
+        self.label_smoothing = _check_smoothing(label_smoothing)
         if (train_file is None) != (val_file is None):
             raise ConfigError("give both train_file and val_file, or neither (for corpus)")
         if train_file is None or val_file is None:
@@ -139,7 +196,9 @@ class LanguageModelTask:
     def loss(self, model: Any, batch: Batch) -> Tensor:
         x, y = batch
         logits = _logits(model(x))
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(), y.flatten(), label_smoothing=self.label_smoothing
+        )
 
     @torch.no_grad()
     def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
@@ -192,7 +251,14 @@ def _image_data(dataset: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 class ImageTask:
     """Image classification: a DataLoader with ``num_workers`` workers over a per-epoch
-    permutation of the training images (digits, or Fashion-MNIST)."""
+    permutation of the training images (digits, or Fashion-MNIST).
+
+    ``train_examples`` / ``val_examples``: only the first that many training / validation
+    images (all when ``None``). ``label_smoothing``: the training loss's (evaluation's is plain
+    cross-entropy). ``augment``: each training batch (never a validation one) gets a random
+    crop after ``crop_padding`` pixels of zero padding and, with ``flip``, a random horizontal
+    flip (:func:`augment_images`), from a generator seeded by ``(seed, epoch, batch index)``.
+    """
 
     def __init__(
         self,
@@ -201,8 +267,35 @@ class ImageTask:
         num_workers: int = 2,
         seed: int = 0,
         eval_batch_size: int = 1000,
+        train_examples: int | None = None,
+        val_examples: int | None = None,
+        label_smoothing: float = 0.0,
+        augment: bool = False,
+        crop_padding: int = 2,
+        flip: bool = True,
     ) -> None:
+        self.label_smoothing = _check_smoothing(label_smoothing)
+        if not isinstance(augment, bool) or not isinstance(flip, bool):
+            raise ConfigError(
+                f"augment={augment!r}, flip={flip!r}: both are True or False (gin: True/False)"
+            )
+        if not isinstance(crop_padding, int) or crop_padding < 0:
+            raise ConfigError(
+                f"crop_padding={crop_padding!r}: a number of pixels >= 0 (0: no crop; 2 or 4 "
+                "for 28x28 images)"
+            )
+        self.augment, self.crop_padding, self.flip = augment, crop_padding, flip
         x, y, self.val_x, self.val_y = _image_data(dataset)
+        for what, n, have in (
+            ("train_examples", train_examples, len(y)),
+            ("val_examples", val_examples, len(self.val_y)),
+        ):
+            if n is not None and not 0 < n <= have:
+                raise ConfigError(f"{what}={n}: {dataset} has {have}; use 1 to {have} or None")
+        if train_examples is not None:
+            x, y = x[:train_examples], y[:train_examples]
+        if val_examples is not None:
+            self.val_x, self.val_y = self.val_x[:val_examples], self.val_y[:val_examples]
         self.train_set = TensorDataset(x, y)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.eval_batch_size = eval_batch_size
@@ -237,12 +330,16 @@ class ImageTask:
             self.epoch, self.index = self.epoch + 1, 0
             self._iter = self._epoch_batches()
             batch = next(self._iter)
+        if self.augment:
+            seed = (self.seed * 1_000_003 + self.epoch) * 1_000_033 + self.index
+            g = torch.Generator().manual_seed(seed)
+            batch = (augment_images(batch[0], g, self.crop_padding, self.flip), batch[1])
         self.index += 1
         return batch
 
     def loss(self, model: Any, batch: Batch) -> Tensor:
         x, y = batch
-        return F.cross_entropy(_logits(model(x)).float(), y)
+        return F.cross_entropy(_logits(model(x)).float(), y, label_smoothing=self.label_smoothing)
 
     @torch.no_grad()
     def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
