@@ -395,3 +395,39 @@ def test_a_tiny_study_on_redis_with_two_workers(tmp_path: Path) -> None:
         with open_queue(server.url) as q:
             done = q.results("gpt_dropout-tiny")
         assert len(done) == 4
+
+
+def test_seeds_added_to_the_size_study_keep_its_runs(tmp_path: Path) -> None:
+    study = load_study("gpt_size")
+    assert study.space["train.seed"][0] == 1337  # the shipped config's train.seed
+    before = Study(study.name, "", "size", study.config, study.bindings, {})
+    before.space = {"gpt.n_embd": study.space["gpt.n_embd"]}
+    old = {j.id for _, j in study_jobs(before, tmp_path)}  # type: ignore[attr-defined]
+    jobs = study_jobs(study, tmp_path)
+    kept = {j.id for r, j in jobs if r.params["train.seed"] == 1337}  # type: ignore[attr-defined]
+    assert kept == old and len({j.id for _, j in jobs}) == 3 * len(old)  # type: ignore[attr-defined]
+    assert all("train.seed = 2" in r.bindings for r, _ in jobs if r.params["train.seed"] == 2)
+
+
+def test_the_extrapolation_check_holds_out_every_seed_of_the_largest_size(tmp_path: Path) -> None:
+    results = []
+    for i, n in enumerate([1e3, 3e3, 1e4, 3e4, 1e5]):
+        for seed, noise in enumerate((-0.01, 0.01)):
+            loss = 5 * n**-0.3 + 1.5 + noise
+            results.append(
+                {
+                    "name": f"{i}-{seed}",
+                    "params": {},
+                    "eval_steps": [1],
+                    "val_losses": [loss],
+                    "final_val_loss": loss,
+                    "best_val_loss": loss,
+                    "n_params": n,
+                }
+            )
+    study = Study("s", "s", "size", "shakespeare_char", [], {}, {"fit": {"holdout": 1}})
+    held = analyse(study, results, tmp_path, n_boot=20)["fit"]["holdout"]
+    largest = 5 * 1e5**-0.3 + 1.5
+    assert held["x"] == [1e5, 1e5]
+    assert held["actual"] == pytest.approx([largest - 0.01, largest + 0.01])
+    assert held["alpha"] == pytest.approx(0.3, abs=0.05)

@@ -3,8 +3,8 @@ uncertainty, and a figure.
 
 - ``size`` / ``data``: ``L = a * x**-alpha + c`` fitted to the final (size) or best (data)
   validation loss against non-embedding parameters or training tokens, 95% bootstrap intervals
-  over the runs, and an extrapolation check: fit without the largest ``holdout`` points,
-  predict them, report the error.
+  over the runs, and an extrapolation check: fit without the largest ``holdout`` sizes (every
+  seed at them), predict them, report the error.
 - ``factor``: each value of one factor (dropout, weight decay, ...) against the baseline value,
   on the same validation windows: the mean per-window difference of the final validation
   loss, a paired bootstrap 95% interval and a paired t-test (seeds averaged first).
@@ -180,11 +180,12 @@ def _fit_summary(x: list[float], y: list[float], holdout: int, n_boot: int) -> d
     # Kaplan et al.'s form, no floor: a straight line in log-log
     slope, intercept, _ = line_fit(n.log(), loss.log())
     out["kaplan"] = {"a": math.exp(float(intercept)), "alpha": -float(slope)}
-    order = torch.argsort(n)
-    kept = order[: len(n) - holdout]
-    if holdout and len(torch.unique(n[kept])) >= 3:
+    # hold out the largest ``holdout`` sizes, every run (seed) at them
+    sizes = torch.unique(n)
+    cut = sizes[-holdout] if 0 < holdout < len(sizes) else sizes.max() + 1
+    kept, held = torch.nonzero(n < cut).squeeze(1), torch.nonzero(n >= cut).squeeze(1)
+    if len(held) and len(torch.unique(n[kept])) >= 3:
         small = fit_power_law(n[kept], loss[kept])
-        held = order[len(n) - holdout :]
         predicted = small.predict(n[held])
         k_slope, k_intercept, _ = line_fit(n[kept].log(), loss[kept].log())
         k_pred = (k_intercept + k_slope * n[held].log()).exp()

@@ -15,6 +15,10 @@ gin bindings but are turned into some:
 - ``"seed"``: ``train.seed`` and the config's task's seed (``ImageTask.seed``, the data order
   and augmentation) both bound to the value, so seeds vary everything random.
 
+A ``[defaults]`` table names space values that equal the shipped config's own (``"train.seed"
+= 0``): runs at those values get no binding for them, so their job (and folder) is the one the
+study had before that key was added to its space, and adding seeds trains only the new ones.
+
 ``search`` (default: the study's name) names the search its runs are jobs of, and their folder:
 studies sharing a search (and the same ``bindings`` and space keys, in the same order) share
 the runs they have in common, trained once (the Fashion-MNIST studies share their baseline).
@@ -101,7 +105,10 @@ class Study:
         for values in itertools.product(*(self.space[k] for k in keys)):
             params = dict(zip(keys, values, strict=True))
             bindings = list(self.bindings)
+            defaults = self.options.get("defaults", {})
             for key, value in params.items():
+                if key in defaults and defaults[key] == value:
+                    continue  # the config's own value: the run's job is the one it was
                 if key not in PSEUDO:
                     bindings.append(f"{key} = {_gin_value(value)}")
             if "seed" in params:
@@ -181,7 +188,7 @@ def load_study(name_or_path: str, tiny: bool = False) -> Study:
     for key, values in space.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: space {key!r} = {values!r} should be a non-empty list")
-    tables = ("batch", "factor", "fit", "early_stopping")
+    tables = ("batch", "factor", "fit", "early_stopping", "defaults")
     options: dict[str, Any] = {k: data[k] for k in tables if k in data}
     if tiny:  # [tiny.batch] etc. override single options
         for key in tables:
