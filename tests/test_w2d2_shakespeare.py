@@ -178,6 +178,45 @@ def _shared_data() -> Path:
     return real
 
 
+def test_gpt2_tokenizer_from_the_hub_is_kept_in_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import huggingface_hub
+
+    real = _shared_data() / "gpt2"
+    fetched: list[str] = []
+
+    def hub(repo: str, name: str) -> str:  # the hub, played by the shared files
+        fetched.append(f"{repo}/{name}")
+        return str(real / name)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("MLAB_CACHE_DIR", str(tmp_path / "cache"))
+    first = shakespeare.gpt2_tokenizer()
+    assert fetched == ["gpt2/vocab.json", "gpt2/merges.txt"]
+    for name in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "cache" / "gpt2" / name).read_bytes() == (real / name).read_bytes()
+    again = shakespeare.gpt2_tokenizer()  # from the cache: the hub is not asked again
+    assert len(fetched) == 2
+    assert again.encode("Hello world") == first.encode("Hello world") == [15496, 995]
+
+
+def test_gpt2_tokenizer_offline_without_files_says_where_to_put_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import huggingface_hub
+
+    def offline(repo: str, name: str) -> str:
+        raise FileNotFoundError("no network and no cached copy")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setenv("MLAB_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("MLAB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"\$MLAB_DATA_DIR/gpt2/"):
+        shakespeare.gpt2_tokenizer()
+
+
 def test_compact_gpt2_tokenizer_keeps_gpt2_ids_and_falls_back_to_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

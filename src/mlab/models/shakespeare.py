@@ -136,7 +136,8 @@ class CharTokenizer:
 
 def gpt2_tokenizer() -> Any:
     """HuggingFace's ``GPT2TokenizerFast`` on GPT-2's own ``vocab.json`` and ``merges.txt``:
-    from ``$MLAB_DATA_DIR/gpt2/``, else ``<cache>/gpt2/``, else the hub's ``gpt2``."""
+    from ``$MLAB_DATA_DIR/gpt2/``, else ``<cache>/gpt2/``, else the hub's ``gpt2``, whose
+    two files are then copied to ``<cache>/gpt2/`` (later loads need no network)."""
     # transformers 5's GPT2Tokenizer is the fast one (GPT2TokenizerFast is its alias)
     from transformers import GPT2Tokenizer as GPT2TokenizerFast
 
@@ -144,7 +145,15 @@ def gpt2_tokenizer() -> Any:
         if folder is not None and all((folder / "gpt2" / f).is_file() for f in GPT2_FILES):
             return GPT2TokenizerFast.from_pretrained(str(folder / "gpt2"))
     try:
-        return GPT2TokenizerFast.from_pretrained("gpt2")
+        from huggingface_hub import hf_hub_download
+
+        target = cache_dir() / "gpt2"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in GPT2_FILES:
+            downloaded = Path(hf_hub_download("gpt2", name))
+            (target / f"{name}.tmp").write_bytes(downloaded.read_bytes())
+            (target / f"{name}.tmp").replace(target / name)  # never a half-written file
+        return GPT2TokenizerFast.from_pretrained(str(target))
     except OSError as err:
         raise DataError(
             "GPT-2's tokenizer files were not found: put vocab.json and merges.txt in "
