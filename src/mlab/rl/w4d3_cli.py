@@ -48,12 +48,28 @@ def fudge(
         bool,
         typer.Option(help="Decode only the --policy rows (the same prompts as a full run)."),
     ] = False,
+    top_k: Annotated[
+        str, typer.Option(help="FUDGE's top-k values, comma-separated ('' for none).")
+    ] = "16,64",
+    best_of: Annotated[
+        str, typer.Option(help="Best-of-n's n values, comma-separated ('' for none).")
+    ] = "1,4,16,64",
 ) -> None:
     """FUDGE (top-k 16 and 64, several strengths) against best-of-n at matched rows, and
     a tuned policy (w4d2's PPO) on the same prompts with --policy."""
     from mlab.models.shakespeare import load_pretrained
     from mlab.rl.w4d3_fudge import compare
 
+    def numbers(text: str, name: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise typer.BadParameter(f"--{name} {text!r}: give integers such as 16,64") from None
+        if any(v < 1 for v in values):
+            raise typer.BadParameter(f"--{name} {text!r}: every value should be at least 1")
+        return values
+
+    ks, ns = numbers(top_k, "top-k"), numbers(best_of, "best-of")
     if policy_only and policy is None:
         raise typer.BadParameter("--policy-only needs --policy DIR (the tuned model's folder)")
     lm, tokenizer, lines = _model(model)
@@ -82,6 +98,8 @@ def fudge(
         prompts=prompts,
         gen_len=gen_len,
         seed=seed,
+        ks=ks,
+        ns=ns,
         policy=tuned,
         policy_only=policy_only,
         on_row=show,

@@ -129,7 +129,7 @@ def plot_frontier(pooled: list[dict[str, Any]], path: str | Path) -> Path:
     seeds = max(r["seeds"] for r in pooled)
     plural = "s" if seeds > 1 else ""
     ax.set_title(f"Score against KL: {pooled[0]['prompts']} prompts ({seeds} seed{plural})")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
