@@ -56,7 +56,8 @@ bench: setup
 # w3d4's studies, each a search on w3d2's job queue (tens of minutes each on a CPU; a rerun
 # trains only the runs not yet finished). `make studies STUDIES=gpt_size` picks some.
 STUDIES ?= gpt_size gpt_data gpt_dropout gpt_weight_decay gpt_batch \
-	fashion_early_stopping fashion_augmentation fashion_label_smoothing fashion_weight_decay
+	fashion_early_stopping fashion_augmentation fashion_label_smoothing fashion_weight_decay \
+	fashion_early_stopping_overfit
 studies: setup
 	for s in $(STUDIES); do OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mlab study $$s --figure docs/images/w3d4_$$s.png || exit 1; done
 

@@ -397,16 +397,18 @@ def test_a_tiny_study_on_redis_with_two_workers(tmp_path: Path) -> None:
         assert len(done) == 4
 
 
-def test_seeds_added_to_the_size_study_keep_its_runs(tmp_path: Path) -> None:
+def test_seeds_added_to_a_study_with_defaults_keep_its_runs(tmp_path: Path) -> None:
+    before = load_study("gpt_size")  # one seed: the config's train.seed = 1337
     study = load_study("gpt_size")
-    assert study.space["train.seed"][0] == 1337  # the shipped config's train.seed
-    before = Study(study.name, "", "size", study.config, study.bindings, {})
-    before.space = {"gpt.n_embd": study.space["gpt.n_embd"]}
+    study.space["train.seed"] = [1337, 1, 2]
+    study.options["defaults"] = {"train.seed": 1337}
     old = {j.id for _, j in study_jobs(before, tmp_path)}  # type: ignore[attr-defined]
     jobs = study_jobs(study, tmp_path)
     kept = {j.id for r, j in jobs if r.params["train.seed"] == 1337}  # type: ignore[attr-defined]
     assert kept == old and len({j.id for _, j in jobs}) == 3 * len(old)  # type: ignore[attr-defined]
     assert all("train.seed = 2" in r.bindings for r, _ in jobs if r.params["train.seed"] == 2)
+    del study.options["defaults"]  # without it, every run is a new job
+    assert not {j.id for _, j in study_jobs(study, tmp_path)} & old  # type: ignore[attr-defined]
 
 
 def test_the_extrapolation_check_holds_out_every_seed_of_the_largest_size(tmp_path: Path) -> None:

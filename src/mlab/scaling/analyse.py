@@ -387,8 +387,12 @@ def _early_stopping(
             ),
         }
         d = row["vs_end"]
+        stopped = [
+            str(s) if s < r["eval_steps"][-1] else "(the end)"
+            for s, r in zip(stop_steps, runs, strict=True)
+        ]
         lines.append(
-            f"patience {patience}: stops at step {', '.join(map(str, stop_steps))} "
+            f"patience {patience}: stops at step {', '.join(stopped)} "
             f"({100 * saved:.0f}% of the steps saved), keeps step "
             f"{', '.join(map(str, best_steps))}; its val loss {row['loss']:.4f} vs "
             f"{row['end_loss']:.4f} at the end: {d['mean']:+.4f}, 95% CI [{d['low']:+.4f}, "
