@@ -154,6 +154,7 @@ def _early_stopping(summary: dict[str, Any], left: Any, right: Any) -> None:
             xytext=(6, 4),
             fontsize=8,
         )
+    right.set_xticks([row["patience"] for row in table])
     right.set_xlabel("patience (evaluations)")
     right.set_ylabel("val loss of the kept model minus the final model's")
     right.set_title("paired difference, 95% bootstrap CI over examples", fontsize=9)
