@@ -243,24 +243,3 @@ def test_the_report_pools_games_and_rebuilds_outcomes_from_win_shares() -> None:
     c = pooled["calibration"]["1.0"]
     assert c["mse"] == 0.5 and c["bins"][0]["n"] == 4 and c["bins"][0]["mean_v"] == -0.5
     assert "| random | greedy | -0.250 [" in game_table(pooled)
-
-
-def test_fitted_td_holds_its_targets_fixed(
-    tiny: tuple[GPT2LMHeadModel, PrefixHead], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Fitted TD(lambda) regresses on targets computed from V, not through them."""
-    import mlab.rl.w4d3_game as w4d3_game
-    from mlab.rl.game import td_lambda_targets
-
-    model, _ = tiny
-    kw = {"moves": 2, "move_len": 2, "candidates": 2, "score_fn": _score}
-    games = play(model, _Tok(), [[1, 2], [3]], "random", "random", torch.Generator(), **kw)  # type: ignore[arg-type]
-    seen: list[bool] = []
-
-    def spy(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-        seen.append(values.requires_grad)
-        return td_lambda_targets(rewards, values, gamma, lam)
-
-    monkeypatch.setattr(w4d3_game, "td_lambda_targets", spy)
-    fit_value(model, games, torch.zeros(VOCAB), lam=0.0, epochs=2)
-    assert seen == [False, False]

@@ -146,9 +146,7 @@ def fit_value(
     for _ in range(epochs):
         logits = head.linear(hidden).squeeze(-1) + (head.token_terms()[tokens] * real).sum(1)
         v = torch.tanh(logits).view(n, steps)
-        # fitted TD: the targets are fixed numbers for this epoch (no gradient through
-        # them; with one, lambda < 1 can drive every V into tanh's flat ends)
-        values = torch.cat([v.detach(), torch.zeros(n, 1)], 1)
+        values = torch.cat([v, torch.zeros(n, 1)], 1)  # td_lambda_targets detaches
         targets = td_lambda_targets(rewards, values, 1.0, lam)
         loss = (v - targets).pow(2).mean() + l2 * head.u.pow(2).sum()
         optimizer.zero_grad()
