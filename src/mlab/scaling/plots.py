@@ -81,7 +81,11 @@ def _power_law(summary: dict[str, Any], left: Any, right: Any) -> None:
 
 def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
     factor = summary["factor"]
-    values, diffs, lows, highs = [], [], [], []
+    labels: list[str] = []
+    diffs: list[float] = []
+    lows: list[float] = []
+    highs: list[float] = []
+    unit = "windows"
     for i, row in enumerate(factor["table"]):
         name = f"{factor['name']}={row['value']}"
         left.plot(row["curve_steps"], row["curve"], color=f"C{i}", label=f"{name}: validation")
@@ -96,20 +100,41 @@ def _factor(summary: dict[str, Any], left: Any, right: Any) -> None:
             )
         if "vs_baseline" in row:
             d = row["vs_baseline"]
-            values.append(row["value"])
+            x = len(labels)
+            labels.append(str(row["value"]))
             diffs.append(d["mean"])
             lows.append(d["mean"] - d["low"])
             highs.append(d["high"] - d["mean"])
+            unit = "images" if "accuracy_vs_baseline" in row else "windows"
+            seeds = row.get("final_val_loss_by_seed", {}).get("by_seed", [])
+            right.plot(
+                [x + 0.12] * len(seeds),
+                seeds,
+                "o",
+                ms=4,
+                color="0.5",
+                label="each seed (same seed at the baseline)" if x == 0 else None,
+            )
     left.set_xlabel("step")
     left.set_ylabel("loss (mean over seeds)")
     left.legend(fontsize=8)
     left.grid(True, alpha=0.3)
     right.axhline(0, color="k", lw=0.8)
-    if values:
-        right.errorbar(values, diffs, yerr=[lows, highs], fmt="o", capsize=4)
+    if labels:
+        right.errorbar(
+            range(len(labels)),
+            diffs,
+            yerr=[lows, highs],
+            fmt="o",
+            capsize=4,
+            label=f"mean, 95% paired bootstrap CI over {unit}",
+        )
+        right.set_xticks(range(len(labels)), labels)
+        right.set_xlim(-0.5, len(labels) - 0.5)
+        right.legend(fontsize=8)
     right.set_xlabel(factor["name"])
     right.set_ylabel(f"final val loss minus {factor['name']}={factor['baseline']}")
-    right.set_title("paired difference, 95% bootstrap CI over windows", fontsize=9)
+    right.set_title("the difference from the baseline", fontsize=9)
     right.grid(True, alpha=0.3)
 
 
