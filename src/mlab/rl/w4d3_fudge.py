@@ -354,6 +354,9 @@ def compare(
                 add(f"FUDGE k={k} s={s:g}", k, r)
     if policy is not None:
         policy.eval()
+        # untimed warm-up (a first call pays for allocations), its own generator
+        warm = torch.Generator().manual_seed(seed)
+        policy_decode(policy, model, tokenizer, test_prompts[:2], 2, warm, sentiment_scores)
         g = torch.Generator().manual_seed(seed + 1000)
         add("PPO policy", 1, policy_decode(policy, model, tokenizer, test_prompts, gen_len, g))
     elif policy_only:
