@@ -45,7 +45,8 @@ def _ci(x: np.ndarray) -> list[float]:
 
 
 def pool_fudge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per method (in the order first met) pooled over every run that has it."""
+    """One row per method pooled over every run that has it: best-of-``n``, then FUDGE,
+    then the rest (a tuned policy), each by rows per prompt, then in the order first met."""
     by_method: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         for row in result["rows"]:
@@ -54,8 +55,14 @@ def pool_fudge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     f"{row['method']}'s row has no per-prompt scores: rerun mlab rl fudge"
                 )
             by_method.setdefault(row["method"], []).append(row)
+
+    def order(item: tuple[str, list[dict[str, Any]]]) -> tuple[int, int]:
+        method, rows = item
+        kind = 0 if method.startswith("best-of") else 1 if method.startswith("FUDGE") else 2
+        return kind, rows[0]["rows_per_prompt"]
+
     pooled = []
-    for method, rows in by_method.items():
+    for method, rows in sorted(by_method.items(), key=order):  # stable: strengths in order
         scores = np.concatenate([r["scores"] for r in rows])
         ll = np.concatenate([r["log_likelihoods"] for r in rows])
         out: dict[str, Any] = {
@@ -99,7 +106,7 @@ def plot_frontier(pooled: list[dict[str, Any]], path: str | Path) -> Path:
     at each top-``k`` over its strengths, and the tuned policy's point if pooled has it."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
 
-    def draw(rows: list[dict[str, Any]], fmt: str, label: str, note: str) -> None:
+    def draw(rows: list[dict[str, Any]], fmt: str, label: str, note: str, ms: float = 6) -> None:
         if not rows:
             return
         kl = [r["kl"] for r in rows]
@@ -107,7 +114,7 @@ def plot_frontier(pooled: list[dict[str, Any]], path: str | Path) -> Path:
         err = np.array(
             [[r["score"] - r["score_ci"][0], r["score_ci"][1] - r["score"]] for r in rows]
         )
-        ax.errorbar(kl, score, yerr=err.T, fmt=fmt, capsize=3, label=label)
+        ax.errorbar(kl, score, yerr=err.T, fmt=fmt, ms=ms, capsize=3, label=label)
         for r, x, y in zip(rows, kl, score, strict=True):
             ax.annotate(
                 r["method"].split()[-1] if note else "",
@@ -122,7 +129,7 @@ def plot_frontier(pooled: list[dict[str, Any]], path: str | Path) -> Path:
     for k in ks:
         rows = [r for r in pooled if r["method"].startswith(f"FUDGE k={k} ")]
         draw(rows, "o-", f"FUDGE, top-{k} (s = 0, 1, 3, 10)", "s")
-    draw([r for r in pooled if r["method"] == "PPO policy"], "r*", "w4d2's PPO policy", "")
+    draw([r for r in pooled if r["method"] == "PPO policy"], "r*", "w4d2's PPO policy", "", ms=12)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("KL(decoder ‖ base model) per 16-token continuation, nats (symlog)")
     ax.set_ylabel("mean VADER compound (95% CI)")
