@@ -175,6 +175,37 @@ def test_mlab_analyze_cli(lm_runs: tuple[Path, Path], tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a run" in result.output
 
 
+def test_mlab_analyze_a_folder_compares_its_two_best_runs(
+    lm_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlab.analysis.cli import best_two_runs
+    from mlab.cli import app
+    from mlab.train.metrics import read_metrics
+
+    folder = lm_runs[0].parent  # slow and fast, as a search leaves its runs
+    last = {
+        run.name: [m["val_loss"] for m in read_metrics(run / "metrics.jsonl") if "val_loss" in m][
+            -1
+        ]
+        for run in lm_runs
+    }
+    ranked = best_two_runs(folder)
+    assert [(p.name, v) for p, v in ranked] == sorted(last.items(), key=lambda kv: kv[1])
+    out = tmp_path / "search.html"
+    result = CliRunner().invoke(app, ["analyze", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first, second = (p.name for p, _ in ranked)
+    assert f"1. {first}" in result.output and f"2. {second}" in result.output
+    assert out.is_file() and "Comparing the best two" in result.output
+    result = CliRunner().invoke(app, ["analyze", str(lm_runs[0])])
+    assert result.exit_code == 2 and "is one run" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "holds 0 run(s)" in result.output
+
+
 def test_the_report_shows_images_in_grids(tmp_path: Path) -> None:
     """Two image runs (random MLPs on digits, evaluated as the loop does): the worst examples
     and the disagreements come as captioned grids, inlined."""
