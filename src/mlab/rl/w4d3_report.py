@@ -212,6 +212,7 @@ def game_table(pooled: dict[str, Any]) -> str:
         )
     first = next(iter(pooled["calibration"].values()))["bins"]
     edges = [f"V in [{b['bin'][0]:.1f}, {b['bin'][1]:.1f})" for b in first]
+    edges[-1] = edges[-1][:-1] + "]"  # the last bin holds V = 1
     lines += [
         "",
         "| $\\lambda$ | held-out MSE (seeds) | outcome variance | " + " | ".join(edges) + " |",
