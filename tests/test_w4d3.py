@@ -243,3 +243,19 @@ def test_the_report_pools_games_and_rebuilds_outcomes_from_win_shares() -> None:
     c = pooled["calibration"]["1.0"]
     assert c["mse"] == 0.5 and c["bins"][0]["n"] == 4 and c["bins"][0]["mean_v"] == -0.5
     assert "| random | greedy | -0.250 [" in game_table(pooled)
+
+
+def test_the_fudge_command_names_bad_options(tmp_path: Path) -> None:
+    """Before any model loads: --policy-only without --policy, and a bad --top-k."""
+    from typer.testing import CliRunner
+
+    from mlab.rl.cli import rl_app
+
+    out = str(tmp_path / "out")
+    runner = CliRunner(env={"COLUMNS": "200"})  # rich wraps the message at the width
+    result = runner.invoke(rl_app, ["fudge", "--out", out, "--policy-only"])
+    assert result.exit_code == 2 and "--policy-only needs" in result.output
+    result = runner.invoke(rl_app, ["fudge", "--out", out, "--top-k", "16,x"])
+    assert result.exit_code == 2 and "give integers" in result.output
+    result = runner.invoke(rl_app, ["fudge", "--out", out, "--best-of", "0"])
+    assert result.exit_code == 2 and "at least 1" in result.output
