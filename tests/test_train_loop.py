@@ -185,3 +185,20 @@ def test_the_fashion_mnist_resnet_config_trains(
     assert result.step == 3
     losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert len(losses) == 3 and all(0 < loss < 5 for loss in losses), losses
+
+
+def test_w3d1s_config_checks_leave_gins_registry_as_they_found_it() -> None:
+    """The checks register their own AdamW (``w3d1check.AdamW``); left behind, it made
+    ``@AdamW`` ambiguous to every later training config in the process."""
+    import gin.config
+
+    from mlab.course.w3d1_training.checks_configs import _gin_accepts
+    from mlab.train.config import parse_config
+
+    parse_config("train.optimizer = @AdamW\nAdamW.lr = 0.1")  # mlab.train's names
+    before = dict(gin.config._REGISTRY.items())
+    assert _gin_accepts("AdamW.lr = 0.1")
+    assert not _gin_accepts("AdamW.learning_rate = 0.1")
+    assert dict(gin.config._REGISTRY.items()) == before
+    parse_config("train.optimizer = @AdamW\nAdamW.lr = 0.1")
+    gin.clear_config()

@@ -146,7 +146,7 @@ def parse_config(text: str) -> None:
     gin.clear_config()
     try:
         gin.parse_config(text)
-    except (ValueError, SyntaxError) as err:
+    except (ValueError, SyntaxError, KeyError) as err:  # KeyError: an ambiguous name
         raise ConfigError(f"the config does not parse: {err}") from None
 
 

@@ -41,7 +41,29 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "AdamW": torch.optim.AdamW,
     "opt.SGD": torch.optim.SGD,
 }
-_registered: list[bool] = []
+
+
+@contextlib.contextmanager
+def _registered_for_checks() -> Any:
+    """:data:`REGISTRY` registered with gin under ``w3d1check`` for the block only: gin's
+    registry is one per process, and a name left behind (``w3d1check.AdamW``) would make
+    ``@AdamW`` ambiguous to every later config in it (``mlab train``'s, a search's)."""
+    import gin.config
+
+    registry, inverse = gin.config._REGISTRY, gin.config._INVERSE_REGISTRY
+    saved, saved_inverse = registry.copy(), dict(inverse)
+    try:
+        for name, fn in REGISTRY.items():
+            module, _, short = name.rpartition(".")
+            with contextlib.suppress(ValueError):  # registered already (an outer block)
+                gin.external_configurable(fn, name=short, module=f"w3d1check.{module}".rstrip("."))
+        yield
+    finally:
+        registry.clear()
+        for selector, value in saved.items():
+            registry[selector] = value
+        inverse.clear()
+        inverse.update(saved_inverse)
 
 
 def _for_gin(binding: str) -> str:
@@ -61,19 +83,14 @@ def _gin_accepts(binding: str) -> bool:
     """Whether gin parses ``binding`` with the same functions registered."""
     import gin
 
-    if not _registered:
-        for name, fn in REGISTRY.items():
-            module, _, short = name.rpartition(".")
-            with contextlib.suppress(ValueError):  # registered by an earlier import of this file
-                gin.external_configurable(fn, name=short, module=f"w3d1check.{module}".rstrip("."))
-        _registered.append(True)
-    gin.clear_config()
-    try:
-        gin.parse_config(_for_gin(binding))
-    except (ValueError, SyntaxError, KeyError):
-        return False
-    finally:
+    with _registered_for_checks():
         gin.clear_config()
+        try:
+            gin.parse_config(_for_gin(binding))
+        except (ValueError, SyntaxError, KeyError):
+            return False
+        finally:
+            gin.clear_config()
     return True
 
 
