@@ -180,6 +180,14 @@ def _fit_summary(x: list[float], y: list[float], holdout: int, n_boot: int) -> d
     # Kaplan et al.'s form, no floor: a straight line in log-log
     slope, intercept, _ = line_fit(n.log(), loss.log())
     out["kaplan"] = {"a": math.exp(float(intercept)), "alpha": -float(slope)}
+    g = torch.Generator().manual_seed(1)
+    slopes = []
+    for _ in range(n_boot):  # the same resampling of runs for the line's slope
+        i = torch.randint(len(n), (len(n),), generator=g)
+        if len(torch.unique(n[i])) >= 2:
+            slopes.append(-float(line_fit(n[i].log(), loss[i].log())[0]))
+    if slopes:
+        out["kaplan"]["alpha_ci"] = percentile_interval(torch.tensor(slopes))
     # hold out the largest ``holdout`` sizes, every run (seed) at them
     sizes = torch.unique(n)
     cut = sizes[-holdout] if 0 < holdout < len(sizes) else sizes.max() + 1
@@ -235,7 +243,11 @@ def analyse(
                 f"alpha 95% bootstrap interval [{lo:.3f}, {hi:.3f}] over {len(xs)} runs"
             )
             k = fit["kaplan"]
-            lines.append(f"without a floor (Kaplan's form): L = {k['a']:.4g} * x^-{k['alpha']:.4f}")
+            ci = k.get("alpha_ci")
+            lines.append(
+                f"without a floor (Kaplan's form): L = {k['a']:.4g} * x^-{k['alpha']:.4f}"
+                + (f"; alpha 95% bootstrap interval [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+            )
             if "holdout" in fit:
                 h = fit["holdout"]
                 for i, (x, p, a) in enumerate(
