@@ -398,10 +398,10 @@ def test_a_tiny_study_on_redis_with_two_workers(tmp_path: Path) -> None:
 
 
 def test_seeds_added_to_a_study_with_defaults_keep_its_runs(tmp_path: Path) -> None:
-    before = load_study("gpt_size")  # one seed: the config's train.seed = 1337
-    study = load_study("gpt_size")
-    study.space["train.seed"] = [1337, 1, 2]
-    study.options["defaults"] = {"train.seed": 1337}
+    study = load_study("gpt_size")  # three seeds, the first the config's train.seed = 1337
+    assert study.space["train.seed"][0] == 1337 and study.options["defaults"]
+    before = load_study("gpt_size")  # as it was with one seed: no seed key, no defaults
+    del before.space["train.seed"], before.options["defaults"]
     old = {j.id for _, j in study_jobs(before, tmp_path)}  # type: ignore[attr-defined]
     jobs = study_jobs(study, tmp_path)
     kept = {j.id for r, j in jobs if r.params["train.seed"] == 1337}  # type: ignore[attr-defined]
