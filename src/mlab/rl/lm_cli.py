@@ -156,10 +156,10 @@ def rlhf_eval(
         row = evaluate_policy(policy, ref, tokenizer, chosen, gen_len, seed)
         (run / "eval.json").write_text(json.dumps(row, indent=1) + "\n")
         low, high = row["score_ci"]
+        kl_low, kl_high = row["exact_kl_ci"]
         typer.echo(
-            f"{run}: score {row['score']:+.3f} [{low:+.3f}, {high:+.3f}]  exact KL "
-            f"{row['exact_kl']:.2f} [{row['exact_kl_ci'][0]:.2f}, {row['exact_kl_ci'][1]:.2f}]"
-            f"  k1 {row['kl']:.2f}"
+            f"{run}\n  score {row['score']:+.3f} [{low:+.3f}, {high:+.3f}]  exact KL "
+            f"{row['exact_kl']:.2f} [{kl_low:.2f}, {kl_high:.2f}]  k1 {row['kl']:.2f}"
         )
 
 
