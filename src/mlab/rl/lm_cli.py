@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["ModelOption", "model_and_prompts", "register"]
 
 ModelOption = Annotated[
     Path | None,
@@ -19,7 +19,9 @@ ModelOption = Annotated[
 ]
 
 
-def _model(model: Path | None) -> tuple[Any, Any, list[list[int]]]:
+def model_and_prompts(model: Path | None) -> tuple[Any, Any, list[list[int]]]:
+    """The Shakespeare model (eval mode), its tokenizer and the prompt lines of tiny
+    Shakespeare, for w4d2's and w4d3's commands (one torch thread: runs go side by side)."""
     import torch
 
     from mlab.models.shakespeare import load_pretrained, load_tiny_shakespeare
@@ -64,7 +66,7 @@ def rlhf(
         gen_len=gen_len,
         seed=seed,
     )
-    lm, tokenizer, lines = _model(model)
+    lm, tokenizer, lines = model_and_prompts(model)
 
     def show(it: int, r: Any) -> None:
         typer.echo(
@@ -101,7 +103,7 @@ def rlhf_decode(
     )
     from mlab.rl.sentiment import sentiment_scores
 
-    lm, tokenizer, lines = _model(model)
+    lm, tokenizer, lines = model_and_prompts(model)
     lm.eval()
     value, error = train_prefix_value(
         lm, tokenizer, lines, samples=samples, gen_len=gen_len, seed=seed
@@ -149,7 +151,7 @@ def rlhf_eval(
             f"no tuned policy in {', '.join(missing)}: a finished `mlab rl rlhf --out RUN` "
             "saves one in RUN/policy"
         )
-    ref, tokenizer, lines = _model(model)
+    ref, tokenizer, lines = model_and_prompts(model)
     chosen = sample_prompts(lines, prompts, random.Random(seed))
     for run in runs:
         policy, _ = load_pretrained(run / "policy")

@@ -10,24 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from mlab.rl.lm_cli import ModelOption, model_and_prompts
+
 __all__ = ["register"]
-
-ModelOption = Annotated[
-    Path | None,
-    typer.Option("--model", help="A Shakespeare checkpoint (default: mlab pretrain's)."),
-]
-
-
-def _model(model: Path | None) -> tuple[Any, Any, list[list[int]]]:
-    import torch
-
-    from mlab.models.shakespeare import load_pretrained, load_tiny_shakespeare
-    from mlab.rl.lm_ppo import load_prompts
-
-    torch.set_num_threads(1)
-    lm, tokenizer = load_pretrained(model)
-    lm.eval()
-    return lm, tokenizer, load_prompts(load_tiny_shakespeare(), tokenizer)
 
 
 def fudge(
@@ -72,7 +57,7 @@ def fudge(
     ks, ns = numbers(top_k, "top-k"), numbers(best_of, "best-of")
     if policy_only and policy is None:
         raise typer.BadParameter("--policy-only needs --policy DIR (the tuned model's folder)")
-    lm, tokenizer, lines = _model(model)
+    lm, tokenizer, lines = model_and_prompts(model)
     tuned = None
     if policy is not None:
         tuned, policy_tokenizer = load_pretrained(policy)
@@ -162,7 +147,7 @@ def game(
     win rates of value, greedy and random players."""
     from mlab.rl.w4d3_game import run
 
-    lm, tokenizer, lines = _model(model)
+    lm, tokenizer, lines = model_and_prompts(model)
     result = run(
         lm,
         tokenizer,
